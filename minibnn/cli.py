@@ -1,0 +1,104 @@
+"""The `minibnn` command line: one subcommand per job, each in its own module.
+
+Every subcommand module exposes `add_arguments(parser)` and `run(args) -> int`; this file only
+builds the parser, imports the module that is asked for (so `minibnn --help` stays instant), and
+turns expected failures into a one-line message and a non-zero exit code instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# name -> (module, one-line help). Nested groups (bench) map to a dict of the same.
+COMMANDS: dict = {
+    "train": ("minibnn.commands.train", "train a binary (or real-valued) network"),
+    "eval": ("minibnn.commands.evaluate", "evaluate a checkpoint (or a packed model) on a dataset"),
+    "summary": ("minibnn.commands.summary", "per-layer parameters, bits, memory, FLOPs and BOPs of a model"),
+    "plot": ("minibnn.commands.plot", "draw the training curves of a run folder to PNG"),
+    "export": ("minibnn.commands.export", "export a trained checkpoint to a bit-packed model (.npz)"),
+    "bench": {
+        "autograd": ("minibnn.bench.autograd", "conv+BN+ReLU forward/backward vs PyTorch"),
+        "kernels": ("minibnn.bench.kernels", "packed XNOR-popcount conv vs float convs, per layer"),
+        "model": ("minibnn.bench.model", "whole-network packed inference vs float inference"),
+    },
+}
+
+EPILOG = """examples:
+  minibnn train                          train the default binary CNN on the bundled MNIST data
+  minibnn train --model vgg-small --width 0.25 --epochs 5
+  minibnn summary cnn                    layer table with bits, memory, FLOPs and BOPs
+  minibnn bench autograd                 time the autograd engine against PyTorch
+run 'minibnn COMMAND --help' for the options of each command."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command and the fix."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _available(module: str) -> bool:
+    """Commands whose module is not part of this installation are left out of the parser."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _add_commands(subparsers, table: dict, prefix: str) -> None:
+    for name, entry in table.items():
+        if isinstance(entry, dict):
+            group = subparsers.add_parser(name, help=f"{name}: " + ", ".join(entry),
+                                          description=f"minibnn {name} subcommands")
+            nested = group.add_subparsers(dest=f"{prefix}{name}_command", metavar="WHAT",
+                                          parser_class=_Parser, required=True)
+            _add_commands(nested, entry, f"{prefix}{name}_")
+            continue
+        module, help_text = entry
+        if not _available(module):
+            continue
+        sub = subparsers.add_parser(name, help=help_text, description=help_text,
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        importlib.import_module(module).add_arguments(sub)
+        sub.set_defaults(_module=module)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="minibnn", description="minibnn: binary neural networks in NumPy and Numba.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
+                                       required=True)
+    _add_commands(subparsers, COMMANDS, "")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"minibnn {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("\nminibnn: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, KeyError, FileNotFoundError, OSError) as err:
+        # Expected failures (bad values, missing or corrupt files) carry a message that says
+        # what was expected and what was found; show it without a traceback.
+        print(f"minibnn {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
