@@ -1,0 +1,44 @@
+"""`minibnn eval`: accuracy and loss of a trained checkpoint (or a run folder) on its dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", nargs="?", default=None,
+                        help="a checkpoint (.npz written by 'minibnn train') or a run folder "
+                             "(its best.npz is used)")
+    parser.add_argument("--packed", metavar="PACKED_NPZ", default=None,
+                        help="evaluate a packed model written by 'minibnn export' instead")
+    parser.add_argument("--dataset", default=None,
+                        help="evaluate on this dataset's validation split (default: the one trained on)")
+    parser.add_argument("--data-dir", default=None, help="folder holding downloaded datasets")
+    parser.add_argument("--batch-size", type=int, default=500)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..data import BatchLoader, load_dataset, transforms
+    from ..train import evaluate, load_model
+
+    if (args.checkpoint is None) == (args.packed is None):
+        raise ValueError("give either a CHECKPOINT or --packed PACKED_NPZ (one of the two)")
+    if args.packed is not None:
+        from .export import evaluate_packed
+
+        return evaluate_packed(args)
+    model, config = load_model(args.checkpoint)
+    name = args.dataset or config.dataset
+    _, val = load_dataset(name, args.data_dir or config.data_dir)
+    mean, std = np.array(val.mean, np.float32), np.array(val.std, np.float32)
+    loader = BatchLoader(val.x, val.y, args.batch_size, shuffle=False,
+                         transform=lambda x, rng: transforms.normalize(x, mean, std))
+    result = evaluate(model, loader)
+    kind = "real-valued" if config.real else "binary"
+    print(f"{kind} {config.model} on {name} (validation, {len(val)} images): "
+          f"accuracy {result['val_accuracy']:.4f}, loss {result['val_loss']:.4f}")
+    return 0

@@ -1,0 +1,25 @@
+"""`minibnn plot RUN_DIR`: the training curves of a run folder, as PNG files beside it."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run folder written by 'minibnn train'")
+    parser.add_argument("--out", default=None, help="where to write the PNG (default: RUN_DIR/curves.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..plots import plot_history
+    from ..train import read_history
+
+    history = read_history(args.run_dir)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"
+    plot_history(history, out, title=Path(args.run_dir).name)
+    print(f"wrote {out}")
+    return 0

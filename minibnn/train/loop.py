@@ -1,0 +1,133 @@
+"""The training loop: `train_epoch`, `evaluate` and `fit`, written to be read top to bottom.
+
+A loss function takes (model, batch) and returns a `LossOutput`: the scalar to minimise, the
+logits for accuracy, and named terms for the log (a method such as LCR-BNN adds its own term and
+reports it there). Everything that happens at epoch boundaries (learning-rate and EDE schedules,
+checkpoints, the history file) goes through callbacks, so `fit` itself stays short.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor, no_grad
+from .progress import Progress
+
+__all__ = ["LossOutput", "cross_entropy_loss", "train_epoch", "evaluate", "fit", "Callback",
+           "NonFiniteLossError"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stopped before the bad update was applied."""
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor                              # scalar to minimise
+    logits: Tensor | None = None              # (N, classes), for accuracy
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+LossFn = Callable[[object, tuple], LossOutput]
+
+
+def cross_entropy_loss(model, batch) -> LossOutput:
+    """The plain supervised loss: CE(model(x), y)."""
+    x, y = batch[0], batch[1]
+    logits = model(Tensor(x))
+    loss = F.cross_entropy(logits, y)
+    return LossOutput(loss, logits, {"ce": loss.item()})
+
+
+class Callback(Protocol):
+    def on_epoch_start(self, epoch: int) -> dict: ...        # returns values to log (lr, t, k)
+    def on_epoch_end(self, epoch: int, row: dict) -> None: ...
+
+
+class _Totals:
+    """Running sums of the per-batch loss terms and correct predictions."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.correct = self.seen = 0
+
+    def add(self, out: LossOutput, labels: np.ndarray) -> None:
+        n = len(labels)
+        for name, value in {"loss": out.loss.item(), **out.terms}.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value * n
+        if out.logits is not None:
+            self.correct += int(np.sum(np.argmax(out.logits.data, axis=1) == labels))
+        self.seen += n
+
+    def means(self, prefix: str) -> dict:
+        row = {f"{prefix}{k}": v / max(self.seen, 1) for k, v in self.sums.items()}
+        row[f"{prefix}accuracy"] = self.correct / max(self.seen, 1)
+        return row
+
+
+def train_epoch(model, loader: Iterable, loss_fn: LossFn, optimizer, epoch: int,
+                after_step: Callable[[], None] | None = None,
+                progress: Progress | None = None) -> dict:
+    """One pass over `loader` with an update per batch; returns mean loss terms and accuracy."""
+    model.train()
+    totals = _Totals()
+    for step, batch in enumerate(loader):
+        out = loss_fn(model, batch)
+        value = out.loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}")
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        totals.add(out, batch[1])
+        if progress is not None:
+            progress.update(step + 1, f"loss {value:.4f}")
+    return totals.means("train_")
+
+
+def evaluate(model, loader: Iterable, loss_fn: LossFn = cross_entropy_loss) -> dict:
+    """Mean loss and accuracy over `loader` with the model in eval mode, without gradients."""
+    model.eval()
+    totals = _Totals()
+    with no_grad():
+        for batch in loader:
+            totals.add(loss_fn(model, batch), batch[1])
+    return totals.means("val_")
+
+
+def fit(model, loss_fn: LossFn, optimizer, train_loader, val_loader, epochs: int,
+        start_epoch: int = 0, callbacks: tuple = (), after_step=None, eval_loss_fn=None,
+        flip_ratio=None, quiet: bool = False) -> list[dict]:
+    """Train from `start_epoch` to `epochs`; returns the per-epoch rows it produced.
+
+    Each row: epoch, train_* and val_* loss terms and accuracy, values the callbacks set at the
+    epoch start (lr, EDE t and k, ...), flip_ratio (binary weights whose sign changed during
+    the epoch) and seconds.
+    """
+    rows = []
+    for epoch in range(start_epoch, epochs):
+        started = time.perf_counter()
+        row = {"epoch": epoch + 1}
+        for cb in callbacks:
+            row.update(cb.on_epoch_start(epoch) or {})
+        progress = None if quiet else Progress(f"epoch {epoch + 1}/{epochs}", len(train_loader))
+        row.update(train_epoch(model, train_loader, loss_fn, optimizer, epoch, after_step, progress))
+        row.update(evaluate(model, val_loader, eval_loss_fn or cross_entropy_loss))
+        if flip_ratio is not None:
+            row["flip_ratio"] = flip_ratio.update()
+        row["seconds"] = time.perf_counter() - started
+        if progress is not None:
+            progress.close(f"loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}  "
+                           f"val acc {row['val_accuracy']:.4f}  ({row['seconds']:.1f}s)")
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, row)
+        rows.append(row)
+    return rows
