@@ -21,6 +21,11 @@ COMMANDS: dict = {
     "summary": ("minibnn.commands.summary", "per-layer parameters, bits, memory, FLOPs and BOPs of a model"),
     "plot": ("minibnn.commands.plot", "draw the training curves of a run folder to PNG"),
     "export": ("minibnn.commands.export", "export a trained checkpoint to a bit-packed model (.npz)"),
+    "robustness": ("minibnn.commands.robustness", "accuracy under seeded corruptions, mCE vs a baseline"),
+    "pretrain": ("minibnn.commands.pretrain", "self-supervised pre-training (MoCo v2) of a teacher"),
+    "linear-eval": ("minibnn.commands.linear_eval", "linear evaluation of a frozen backbone"),
+    "golden": ("minibnn.commands.golden", "write golden reference cases for other frameworks"),
+    "verify": ("minibnn.commands.verify", "check a user's implementation against golden cases"),
     "bench": {
         "autograd": ("minibnn.bench.autograd", "conv+BN+ReLU forward/backward vs PyTorch"),
         "kernels": ("minibnn.bench.kernels", "packed XNOR-popcount conv vs float convs, per layer"),

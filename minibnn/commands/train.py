@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..methods import add_method_arguments, options_from_args
 from ..train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 __all__ = ["add_arguments", "run", "config_from_args"]
@@ -51,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="clip latent binary weights to [-c, c] after each step (0: off)")
     opt.add_argument("--ede-t-min", type=float, default=d.ede_t_min, help="IR-Net EDE schedule start")
     opt.add_argument("--ede-t-max", type=float, default=d.ede_t_max, help="IR-Net EDE schedule end")
+    method = parser.add_argument_group("method")
+    method.add_argument("--method", default=d.method,
+                        help="training method: ce (plain cross-entropy), lcr (LCR-BNN), cmim (CMIM), "
+                             "s2bnn (S2-BNN); see each method's options below")
+    method.add_argument("--teacher", default=None, metavar="CKPT",
+                        help="checkpoint of the real-valued network a method learns from "
+                             "(train one with 'minibnn train --real')")
+    add_method_arguments(parser)
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=d.seed, help="seed of every random choice")
     run.add_argument("--out", default=None,
@@ -72,7 +81,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         warmup_epochs=args.warmup_epochs, epochs=args.epochs or _DEFAULTS.epochs,
         batch_size=args.batch_size, seed=args.seed, augment=args.augment,
         clip_weights=args.clip_weights, ede_t_min=args.ede_t_min, ede_t_max=args.ede_t_max,
-        limit_train=args.limit_train,
+        limit_train=args.limit_train, method=args.method, teacher=args.teacher,
+        method_options=options_from_args(args.method, args),
     )
 
 

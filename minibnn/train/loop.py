@@ -56,18 +56,21 @@ class _Totals:
     def __init__(self):
         self.sums: dict[str, float] = {}
         self.correct = self.seen = 0
+        self.with_logits = False
 
     def add(self, out: LossOutput, labels: np.ndarray) -> None:
         n = len(labels)
         for name, value in {"loss": out.loss.item(), **out.terms}.items():
             self.sums[name] = self.sums.get(name, 0.0) + value * n
         if out.logits is not None:
+            self.with_logits = True
             self.correct += int(np.sum(np.argmax(out.logits.data, axis=1) == labels))
         self.seen += n
 
     def means(self, prefix: str) -> dict:
         row = {f"{prefix}{k}": v / max(self.seen, 1) for k, v in self.sums.items()}
-        row[f"{prefix}accuracy"] = self.correct / max(self.seen, 1)
+        if self.with_logits:
+            row[f"{prefix}accuracy"] = self.correct / max(self.seen, 1)
         return row
 
 
@@ -104,13 +107,14 @@ def evaluate(model, loader: Iterable, loss_fn: LossFn = cross_entropy_loss) -> d
 
 
 def fit(model, loss_fn: LossFn, optimizer, train_loader, val_loader, epochs: int,
-        start_epoch: int = 0, callbacks: tuple = (), after_step=None, eval_loss_fn=None,
+        start_epoch: int = 0, callbacks: tuple = (), after_step=None, evaluate_fn=None,
         flip_ratio=None, quiet: bool = False) -> list[dict]:
     """Train from `start_epoch` to `epochs`; returns the per-epoch rows it produced.
 
     Each row: epoch, train_* and val_* loss terms and accuracy, values the callbacks set at the
     epoch start (lr, EDE t and k, ...), flip_ratio (binary weights whose sign changed during
-    the epoch) and seconds.
+    the epoch) and seconds. `evaluate_fn(model, val_loader) -> dict` replaces the default
+    validation (cross-entropy and accuracy).
     """
     rows = []
     for epoch in range(start_epoch, epochs):
@@ -120,14 +124,21 @@ def fit(model, loss_fn: LossFn, optimizer, train_loader, val_loader, epochs: int
             row.update(cb.on_epoch_start(epoch) or {})
         progress = None if quiet else Progress(f"epoch {epoch + 1}/{epochs}", len(train_loader))
         row.update(train_epoch(model, train_loader, loss_fn, optimizer, epoch, after_step, progress))
-        row.update(evaluate(model, val_loader, eval_loss_fn or cross_entropy_loss))
+        row.update((evaluate_fn or evaluate)(model, val_loader))
         if flip_ratio is not None:
             row["flip_ratio"] = flip_ratio.update()
         row["seconds"] = time.perf_counter() - started
         if progress is not None:
-            progress.close(f"loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:.4f}  "
-                           f"val acc {row['val_accuracy']:.4f}  ({row['seconds']:.1f}s)")
+            progress.close(_epoch_summary(row))
         for cb in callbacks:
             cb.on_epoch_end(epoch, row)
         rows.append(row)
     return rows
+
+
+def _epoch_summary(row: dict) -> str:
+    parts = [f"loss {row['train_loss']:.4f}"]
+    for key, label in (("train_accuracy", "train acc"), ("val_accuracy", "val acc")):
+        if key in row:
+            parts.append(f"{label} {row[key]:.4f}")
+    return "  ".join(parts) + f"  ({row['seconds']:.1f}s)"

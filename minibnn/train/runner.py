@@ -20,7 +20,8 @@ from ..nn import binary as binary_nn
 from .checkpoint import CheckpointError, atomic_write_text, load_state, save_state
 from .config import TrainConfig
 from .history import write_history
-from .loop import NonFiniteLossError, cross_entropy_loss, fit
+from ..methods import Recipe
+from .loop import NonFiniteLossError, cross_entropy_loss, evaluate, fit
 from .setup import make_lr_schedule, make_optimizer
 
 __all__ = ["run_training", "resume_training", "load_model", "RunResult", "build_run",
@@ -41,14 +42,16 @@ class RunResult:
 
 
 def _model_for(config: TrainConfig, dataset, rng) -> object:
+    from ..methods import model_options
+
     c, h = dataset.x.shape[1], dataset.x.shape[2]
     return build_model(config.model, binary=not config.real, in_channels=c, image_size=h,
                        num_classes=dataset.num_classes, width=config.width,
                        input_quantizer=config.input_quantizer,
-                       weight_quantizer=config.weight_quantizer, rng=rng)
+                       weight_quantizer=config.weight_quantizer, rng=rng, **model_options(config))
 
 
-def _loaders(config: TrainConfig, train, val):
+def _loaders(config: TrainConfig, train, val, recipe):
     mean, std = np.array(train.mean, np.float32), np.array(train.std, np.float32)
 
     def train_transform(x, rng):
@@ -60,7 +63,7 @@ def _loaders(config: TrainConfig, train, val):
         return x
 
     train_loader = BatchLoader(train.x, train.y, config.batch_size, shuffle=True,
-                               rng=config.seed, transform=train_transform)
+                               rng=config.seed, transform=recipe.train_transform(train_transform))
     val_loader = BatchLoader(val.x, val.y, 500, shuffle=False,
                              transform=lambda x, rng: transforms.normalize(x, mean, std))
     return train_loader, val_loader
@@ -106,8 +109,8 @@ class _Checkpointer:
         self.history.append(row)
         state = self.run.state(epoch + 1, self.history)
         save_state(self.out_dir / "last.npz", state)
-        best = max(r["val_accuracy"] for r in self.history)
-        if row["val_accuracy"] >= best:
+        best = max(r.get("val_accuracy", 0.0) for r in self.history)
+        if row.get("val_accuracy", 0.0) >= best:
             save_state(self.out_dir / "best.npz", {**state, "optimizer": {}, "loader": {}})
         write_history(self.out_dir, self.history)
         if self.stop_after is not None and epoch + 1 >= self.stop_after:
@@ -128,7 +131,7 @@ class _Run:
     val_loader: object
 
     def state(self, epochs_done: int, history: list) -> dict:
-        method_state = self.loss.state_dict() if hasattr(self.loss, "state_dict") else {}
+        method_state = self.loss.state_dict()
         return {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
                 "epoch": epochs_done, "model": dict(self.model.state_dict()),
                 "optimizer": self.optimizer.state_dict(), "loader": self.train_loader.state_dict(),
@@ -138,8 +141,7 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_loader.load_state_dict(state["loader"])
-        if hasattr(self.loss, "load_state_dict"):
-            self.loss.load_state_dict(state["method"])
+        self.loss.load_state_dict(state["method"])
 
 
 def build_run(config: TrainConfig) -> _Run:
@@ -148,16 +150,23 @@ def build_run(config: TrainConfig) -> _Run:
     if config.limit_train:
         train = train.subset(np.arange(min(config.limit_train, len(train))))
     model = _model_for(config, train, np.random.default_rng(config.seed))
-    optimizer = make_optimizer(config, model)
-    train_loader, val_loader = _loaders(config, train, val)
-    loss = make_method_loss(config, model, train)
-    return _Run(config, model, optimizer, loss, train_loader, val_loader)
+    recipe = make_recipe(config, model, train)
+    optimizer = make_optimizer(config, model, recipe.parameters())
+    train_loader, val_loader = _loaders(config, train, val, recipe)
+    return _Run(config, model, optimizer, recipe, train_loader, val_loader)
 
 
-def make_method_loss(config: TrainConfig, model, train_set):
+class _CrossEntropy(Recipe):
+    """The plain supervised recipe (method "ce")."""
+
+    def __call__(self, model, batch):
+        return cross_entropy_loss(model, batch)
+
+
+def make_recipe(config: TrainConfig, model, train_set) -> Recipe:
     if config.method == "ce":
-        return cross_entropy_loss
-    from ..methods import make_loss  # the methods register their own losses
+        return _CrossEntropy()
+    from ..methods import make_loss
 
     return make_loss(config, model, train_set)
 
@@ -168,14 +177,22 @@ def _train(run: _Run, out_dir: Path, start_epoch: int, history: list, quiet: boo
     flips = binary_nn.FlipRatio(model) if not config.real else None
     if flips is not None:
         flips.update()                                   # remember the signs we start from
-    after_step = None
-    if config.clip_weights and not config.real:
-        after_step = lambda: binary_nn.clip_latent_weights(model, config.clip_weights)  # noqa: E731
-    callbacks = (_EpochSchedules(config, run.optimizer, model),
+    clip = config.clip_weights if not config.real else 0
+
+    def after_step():
+        if clip:
+            binary_nn.clip_latent_weights(model, clip)
+        run.loss.after_step()
+
+    def evaluate_fn(model, loader):
+        return run.loss.evaluate(model, loader) or evaluate(model, loader)
+
+    callbacks = (_EpochSchedules(config, run.optimizer, model), run.loss,
                  _Checkpointer(run, out_dir, history, stop_after))
     try:
         fit(model, run.loss, run.optimizer, run.train_loader, run.val_loader, config.epochs,
-            start_epoch, callbacks, after_step, flip_ratio=flips, quiet=quiet)
+            start_epoch, callbacks, after_step, evaluate_fn=evaluate_fn, flip_ratio=flips,
+            quiet=quiet)
     except _StopRequested:
         pass
     except NonFiniteLossError as err:

@@ -27,8 +27,11 @@ def parameter_groups(model, weight_decay: float) -> list[dict]:
     return groups
 
 
-def make_optimizer(config: TrainConfig, model):
+def make_optimizer(config: TrainConfig, model, extra_params: list = ()):
+    """The configured optimizer over the model's parameters and a method's own (extra_params)."""
     groups = parameter_groups(model, config.weight_decay)
+    if extra_params:
+        groups.append({"params": list(extra_params), "weight_decay": config.weight_decay})
     if config.optimizer == "sgd":
         return optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "adam":
