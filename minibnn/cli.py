@@ -30,6 +30,7 @@ COMMANDS: dict = {
         "autograd": ("minibnn.bench.autograd", "conv+BN+ReLU forward/backward vs PyTorch"),
         "kernels": ("minibnn.bench.kernels", "packed XNOR-popcount conv vs float convs, per layer"),
         "model": ("minibnn.bench.model", "whole-network packed inference vs float inference"),
+        "cmim": ("minibnn.bench.cmim", "cost of the CMIM contrastive term in a training step"),
     },
 }
 
