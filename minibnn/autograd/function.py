@@ -28,15 +28,20 @@ class _GradMode(contextlib.ContextDecorator):
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        self._previous: list[bool] = []   # a stack, so one object may be entered re-entrantly
+
+    def _recreate_cm(self):               # a fresh manager per call of a decorated function
+        return _GradMode(self.enabled)
 
     def __enter__(self):
         global _GRAD_ENABLED
-        self.previous, _GRAD_ENABLED = _GRAD_ENABLED, self.enabled
+        self._previous.append(_GRAD_ENABLED)
+        _GRAD_ENABLED = self.enabled
         return self
 
     def __exit__(self, *exc):
         global _GRAD_ENABLED
-        _GRAD_ENABLED = self.previous
+        _GRAD_ENABLED = self._previous.pop()
         return False
 
 

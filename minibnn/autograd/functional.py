@@ -172,7 +172,8 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 def normalize(x: Tensor, p: float = 2.0, axis: int = 1, eps: float = 1e-12) -> Tensor:
     """x / max(||x||_2, eps) along `axis`, as torch.nn.functional.normalize (p = 2 only).
 
-    Written as x / sqrt(max(sum x^2, eps^2)) so a zero vector gets a zero gradient, not NaN.
+    Written as x / sqrt(max(sum x^2, eps^2)) so a zero vector gets the finite gradient dy / eps
+    (as in torch) rather than NaN: the path through the norm is cut by the maximum.
     """
     if p != 2:
         raise ValueError(f"normalize: only the L2 norm (p=2) is implemented, got p={p}")

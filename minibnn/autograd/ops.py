@@ -30,10 +30,13 @@ def _check_broadcast(name: str, a: Any, b: Any) -> None:
 
 
 def _lift(x: Any, like: Any) -> Any:
-    """Python scalars take the dtype of the tensor they meet (2.0 * float32 stays float32)."""
+    """Python scalars take the dtype of the floating tensor they meet (2.0 * float32 stays
+    float32); next to an integer tensor a Python float becomes float32, as in torch."""
     if isinstance(x, (int, float)) and not isinstance(x, bool):
-        dtype = like.dtype if isinstance(like, Tensor) else np.float32
-        return np.asarray(x, dtype=dtype)
+        like_dtype = like.dtype if isinstance(like, Tensor) else np.dtype(np.float32)
+        if np.issubdtype(like_dtype, np.floating):
+            return np.asarray(x, dtype=like_dtype)
+        return np.asarray(x, dtype=np.float32 if isinstance(x, float) else like_dtype)
     return x
 
 
@@ -111,8 +114,12 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, dy):
         a, b, y = ctx.saved_tensors
-        da = dy * b * np.power(a, b - 1)
-        db = dy * y * np.log(a) if ctx.needs_input_grad[1] else None
+        da = dy * b * np.power(a, b - 1) if ctx.needs_input_grad[0] else None
+        db = None
+        if ctx.needs_input_grad[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                db = dy * y * np.log(a)
+            db = np.where((a == 0) & (b >= 0), 0, db)   # the limit a^b log a -> 0, as torch
         return da, db
 
 
@@ -284,7 +291,7 @@ def cast(x, dtype) -> Tensor: return Cast.apply(x, dtype=np.dtype(dtype))
 def _normalize_axes(axis, ndim: int) -> tuple:
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis)
     for a in axes:
         if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
@@ -354,11 +361,11 @@ class MatMul(Function):
         a, b = ctx.saved_tensors
         a2 = a[None, :] if a.ndim == 1 else a        # (..., M, K)
         b2 = b[:, None] if b.ndim == 1 else b        # (..., K, N)
-        dy2 = dy
+        dy2 = np.asarray(dy)
         if a.ndim == 1:
-            dy2 = np.expand_dims(dy2, -2)
+            dy2 = dy2[..., None, :] if dy2.ndim else dy2.reshape(1, 1)[..., :1, :]
         if b.ndim == 1:
-            dy2 = np.expand_dims(dy2, -1)            # (..., M, N)
+            dy2 = dy2[..., None]                     # (..., M, N)
         da = dy2 @ np.swapaxes(b2, -1, -2)
         db = np.swapaxes(a2, -1, -2) @ dy2
         da = da.reshape(da.shape[:-2] + (da.shape[-1],)) if a.ndim == 1 else da
@@ -420,6 +427,8 @@ def reshape(x, *shape) -> Tensor:
 
 
 def flatten(x, start_axis: int = 0) -> Tensor:
+    if x.ndim == 0:
+        return reshape(x, (1,))
     start_axis %= x.ndim
     return reshape(x, x.shape[:start_axis] + (-1,))
 
@@ -427,8 +436,9 @@ def flatten(x, start_axis: int = 0) -> Tensor:
 def transpose(x, *axes) -> Tensor:
     """transpose(x) reverses all axes (NumPy's .T); transpose(x, 0, 2, 1) permutes them."""
     axes = tuple(axes[0]) if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+    in_range = all(-x.ndim <= a < x.ndim for a in axes)
     axes = tuple(reversed(range(x.ndim))) if not axes else tuple(a % x.ndim for a in axes)
-    if sorted(axes) != list(range(x.ndim)):
+    if not in_range or sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: {axes} is not a permutation of the {x.ndim} axes of {x.shape}")
     return Transpose.apply(x, axes=axes)
 

@@ -1,0 +1,31 @@
+"""Quantizers: sign with pseudo-gradients (STE, ApproxSign, EDE) and weight binarizers.
+
+    sign.py     sign(x), the sign Functions, activation Quantizer objects and their registry
+    weights.py  weight binarizers (xnor, irnet, reactnet, sign, none) and their registry
+
+Imports only numpy and minibnn.autograd. Papers: BNN arXiv:1602.02830, XNOR-Net 1603.05279,
+Bi-Real 1808.00278, IR-Net 1909.10788, ReActNet 2003.03488. Multi-bit quantizers are left out.
+
+sign(0) = +1, unlike torch.sign(0) = 0 in the official LCR-BNN / CMIM / S2-BNN code. What
+changes: an exact-zero activation or (standardised) weight becomes +1 instead of 0, so our float
+simulation's conv differs from the official code exactly where a pre-activation is exactly 0
+(it contributes +-w instead of 0). Why: with it every value is representable by one bit, which
+the packed engine requires (bit = x < 0, bit 1 means -1); -0.0 and NaN also map to +1 there
+and here. Exact zeros are rare after batch norm and learnable biases, but appear for ReLU-like
+inputs or zero padding; zero *padding* itself is never binarized (see nn/binary.py).
+"""
+
+from .sign import (QUANTIZERS, ApproxSign, ApproxSignQuantizer, CallableQuantizer, EDEQuantizer,
+                   EDESign, IdentityQuantizer, Quantizer, SignSTE, SteQuantizer, approx_sign,
+                   ede_sign, identity, make_quantizer, sign, ste_sign)
+from .weights import (WEIGHT_QUANTIZERS, CallableWeight, IRNetWeight, ReActNetWeight,
+                      ReActNetWeightSign, RealWeight, SignWeight, WeightQuantizer, XnorWeight,
+                      make_weight_quantizer)
+
+__all__ = [
+    "sign", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign", "identity",
+    "Quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer", "IdentityQuantizer",
+    "CallableQuantizer", "QUANTIZERS", "make_quantizer",
+    "WeightQuantizer", "XnorWeight", "IRNetWeight", "ReActNetWeight", "ReActNetWeightSign",
+    "SignWeight", "RealWeight", "CallableWeight", "WEIGHT_QUANTIZERS", "make_weight_quantizer",
+]
