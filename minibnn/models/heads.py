@@ -1,0 +1,167 @@
+"""What every model shares: the `Backbone` interface, layer factories, and projection heads.
+
+A Backbone maps images (N, C, H, W) to stage features, then to a pooled embedding (N, D), then
+to logits through `classifier`; `forward_all` computes all three in one pass. The heads are the
+projections of the contrastive methods: `ProjectionHead` (Linear -> L2 normalise, CMIM's
+"Embed", arXiv:2207.02970) and `MLPHead` (Linear -> ReLU -> Linear, the MoCo v2 head that
+S2-BNN puts on ReActNet, arXiv:2102.08946 / arXiv:2003.04297).
+Differences from the papers: MLPHead can L2-normalise its own output (MoCo normalises after the
+encoder); whether a head is trained or frozen (CMIM freezes its random heads) is the caller's.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor
+from ..nn import Conv2d, Hardtanh, Identity, Linear, Module, ReLU, as_generator
+from ..nn import binary as nn_binary
+
+__all__ = ["ModelOutput", "Backbone", "ProjectionHead", "MLPHead", "scale_channels",
+           "make_conv", "make_linear", "make_activation", "resolve_quantizers"]
+
+
+class ModelOutput(NamedTuple):
+    logits: Tensor          # (N, num_classes), or (N, head_dim) with an MLP head
+    features: list          # stage outputs, spatial size non-increasing
+    embedding: Tensor       # (N, D): the classifier's input
+
+
+class Backbone(Module):
+    """Base class of the models: input check plus the forward family, built on two hooks.
+
+    Subclasses set `input_shape = (C, H, W)`, `binary`, `embedding_dim` and `classifier`, and
+    implement `_stages(x) -> list[Tensor]` (stage outputs) and `_pool(last_stage) -> (N, D)`.
+    To evaluate linearly, replace `model.classifier` by a fresh Linear(embedding_dim, classes).
+    """
+
+    input_shape: tuple = ()
+    binary: bool = True
+    embedding_dim: int = 0
+
+    def check_input(self, x: Tensor) -> None:
+        if (not isinstance(x, Tensor) or x.ndim != 4
+                or tuple(x.shape[1:]) != tuple(self.input_shape)):
+            got = x.shape if hasattr(x, "shape") else type(x).__name__
+            c, h, w = self.input_shape
+            raise ValueError(f"{type(self).__name__}: expected a Tensor of shape (N, C, H, W) = "
+                             f"(N, {c}, {h}, {w}), got {got}")
+
+    def _stages(self, x: Tensor) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _pool(self, last: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor) -> list:
+        """Stage outputs [(N, C_1, H_1, W_1), ...], H_1 >= H_2 >= ... (what LCR pairs up).
+
+        The MLP's stages are its hidden layers, (N, D_i) without spatial axes.
+        """
+        self.check_input(x)
+        return self._stages(x)
+
+    def forward_all(self, x: Tensor) -> ModelOutput:
+        """Logits, stage features and embedding from ONE forward pass."""
+        features = self.forward_features(x)
+        emb = self._pool(features[-1])                    # (N, D)
+        return ModelOutput(self.classifier(emb), features, emb)
+
+    def forward_with_features(self, x: Tensor) -> tuple:
+        out = self.forward_all(x)
+        return out.logits, out.features
+
+    def embedding(self, x: Tensor) -> Tensor:
+        """The pooled feature (N, D) that the classifier reads; used by linear evaluation."""
+        return self._pool(self.forward_features(x)[-1])
+
+    def penultimate(self, x: Tensor) -> Tensor:
+        """The penultimate feature that CMIM contrasts: the same (N, D) as `embedding`."""
+        return self.embedding(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_all(x).logits
+
+
+# ----------------------------------------------------------------------------- heads
+class ProjectionHead(Module):
+    """z = normalize(x W^T + b).  x (N, D) -> z (N, out_features) with unit L2 rows."""
+
+    def __init__(self, in_features: int, out_features: int = 128, rng=None):
+        super().__init__()
+        self.linear = Linear(in_features, out_features, rng=as_generator(rng))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.linear(x.flatten(1)), axis=1)
+
+
+class MLPHead(Module):
+    """Linear(D, hidden) -> ReLU -> Linear(hidden, out) [-> L2 normalise].  (N, D) -> (N, out).
+
+    With hidden = D = 1024 and out = 128 this is the MoCo v2 head of S2-BNN's ReActNet.
+    """
+
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int = 128, normalize: bool = False, rng=None):
+        super().__init__()
+        rng = as_generator(rng)
+        hidden_features = hidden_features or in_features
+        self.fc1 = Linear(in_features, hidden_features, rng=rng)
+        self.relu = ReLU()
+        self.fc2 = Linear(hidden_features, out_features, rng=rng)
+        self.normalize = normalize
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.fc2(self.relu(self.fc1(x.flatten(1))))  # (N, out)
+        return F.normalize(z, axis=1) if self.normalize else z
+
+
+# ------------------------------------------------------------------------- factories
+def scale_channels(channels: int, width: float) -> int:
+    """round(channels * width), at least 1: the width multiplier of every model."""
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return max(1, int(round(channels * width)))
+
+
+def resolve_quantizers(model: str, binary: bool, input_quantizer, weight_quantizer,
+                       defaults: tuple) -> tuple:
+    """(input, weight) quantizer names: the model's defaults unless given; None for real twins."""
+    if not binary:
+        if input_quantizer is not None or weight_quantizer is not None:
+            raise ValueError(f"{model}: input_quantizer/weight_quantizer apply to the binary "
+                             f"model only; leave them None when binary=False")
+        return None, None
+    return (input_quantizer or defaults[0], weight_quantizer or defaults[1])
+
+
+def make_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+              padding: int = 0, *, binary: bool, input_quantizer=None, weight_quantizer=None,
+              rng: np.random.Generator) -> Module:
+    """A bias-free BinaryConv2d (binary=True) or Conv2d (the real twin) of the same shape."""
+    if binary:
+        return nn_binary.BinaryConv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                      bias=False, input_quantizer=input_quantizer,
+                                      weight_quantizer=weight_quantizer, rng=rng)
+    return Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, rng=rng)
+
+
+def make_linear(in_features: int, out_features: int, *, binary: bool, input_quantizer=None,
+                weight_quantizer=None, rng: np.random.Generator) -> Module:
+    if binary:
+        return nn_binary.BinaryLinear(in_features, out_features, bias=False,
+                                      input_quantizer=input_quantizer,
+                                      weight_quantizer=weight_quantizer, rng=rng)
+    return Linear(in_features, out_features, bias=False, rng=rng)
+
+
+ACTIVATIONS = {"hardtanh": Hardtanh, "relu": ReLU, "identity": Identity}
+
+
+def make_activation(name: str) -> Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
