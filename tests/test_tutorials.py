@@ -23,7 +23,7 @@ def test_there_are_tutorials():
 def test_tutorial_runs_in_fast_mode(script, tmp_path):
     if script.name in NEEDS_TORCH:
         pytest.importorskip("torch")
-    env = dict(os.environ, MINIBNN_FAST="1", MPLBACKEND="Agg")
+    env = dict(os.environ, MINIBNN_FAST="1", MPLBACKEND="Agg", MINIBNN_FIGURES=str(tmp_path))
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (f"{script.name} failed:\n--- stdout\n{result.stdout[-3000:]}"

@@ -42,7 +42,9 @@ bnn_summary, twin_summary = summary(bnn, (1, 28, 28)), summary(twin, (1, 28, 28)
 print(bnn_summary)
 print(f"binary MLP: {bnn_summary.packed_bytes / 1024:.0f} KiB packed; "
       f"real twin: {twin_summary.packed_bytes / 1024:.0f} KiB")
-assert bnn_summary.packed_bytes < twin_summary.packed_bytes / 4
+# The real first layer (784 x 512 weights) dominates the binary MLP's memory, so it is only
+# about 2x smaller than its twin: keeping first and last layers real has a price.
+assert bnn_summary.packed_bytes < twin_summary.packed_bytes / 2
 
 # %% [markdown]
 # ## 2. Train both with the same recipe
