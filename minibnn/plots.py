@@ -79,3 +79,157 @@ def plot_curves(curves: dict[str, Sequence[float]], out: str | Path, title: str 
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, out)
+
+
+# ------------------------------------------------------------------ LCR-BNN and robustness
+__all__ += ["plot_lcr_estimates", "plot_robustness"]
+
+
+def plot_lcr_estimates(history: list[dict], out: str | Path, title: str = "") -> Path:
+    """LCR-BNN: per pair of stages, the binary and reference spectral-norm estimates per epoch
+    (history keys lcr_pair{i}_sigma_bin / _sigma_ref, dashed: lcr_val_...), and the gammas."""
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    pairs = sorted({int(k[len("lcr_pair"):].split("_")[0]) for k in keys
+                    if k.startswith("lcr_pair") and k.endswith("_sigma_bin")})
+    if not pairs:
+        raise ValueError("the history has no LCR estimates (lcr_pair*_sigma_bin): "
+                         "was it trained with --method lcr?")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(pairs) + 1, figsize=(3.6 * (len(pairs) + 1), 3.4))
+    for ax, i in zip(axes, pairs):
+        for side, color, label in (("bin", "tab:blue", "binary"), ("ref", "tab:orange", "reference")):
+            ax.plot(*_series(history, f"lcr_pair{i}_sigma_{side}"), color=color, marker=".",
+                    label=f"{label} (train)")
+            if f"lcr_val_pair{i}_sigma_{side}" in keys:
+                ax.plot(*_series(history, f"lcr_val_pair{i}_sigma_{side}"), color=color,
+                        linestyle="--", label=f"{label} (val)")
+        ax.set(title=f"stages {i}-{i + 1}", xlabel="epoch", ylabel="mean sigma estimate")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    gammas = sorted(k for k in keys if k.startswith("lcr_gamma"))
+    for key in gammas:
+        axes[-1].plot(*_series(history, key), marker=".", label=key[len("lcr_"):])
+    axes[-1].set(title="learnable gamma per stage", xlabel="epoch")
+    axes[-1].grid(alpha=0.3)
+    if gammas:
+        axes[-1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def plot_robustness(table, out: str | Path, baseline=None, title: str = "") -> Path:
+    """Heatmap of accuracy (%) per corruption (rows) and severity (columns), with the clean
+    accuracy in the title; with a baseline, a second panel of the difference model - baseline.
+
+    `table` and `baseline` are minibnn.commands.robustness.RobustnessTable objects (name,
+    corruptions, severities, clean_accuracy, accuracy (C, S))."""
+    import numpy as np
+
+    plt = _pyplot()
+    panels = [(table.name, 100 * np.asarray(table.accuracy), "viridis", (0, 100))]
+    if baseline is not None:
+        diff = 100 * (np.asarray(table.accuracy) - np.asarray(baseline.accuracy))
+        lim = max(float(np.abs(diff).max()), 1.0)
+        panels.append((f"{table.name} - {baseline.name}", diff, "RdBu", (-lim, lim)))
+    rows = len(table.corruptions)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 0.38 * rows + 1.6),
+                             squeeze=False)
+    for ax, (name, values, cmap, (lo, hi)) in zip(axes[0], panels):
+        im = ax.imshow(values, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
+        ax.set_xticks(range(len(table.severities)), [str(s) for s in table.severities])
+        ax.set_yticks(range(rows), list(table.corruptions))
+        ax.set(xlabel="severity", title=name)
+        for (r, c), v in np.ndenumerate(values):
+            dark = v < 60 if cmap == "viridis" else abs(v) > 0.6 * hi
+            ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                     label="accuracy (%)" if cmap == "viridis" else "difference (points)")
+    clean = f"clean accuracy {100 * table.clean_accuracy:.1f}%"
+    if baseline is not None:
+        clean += f" (baseline {100 * baseline.clean_accuracy:.1f}%)"
+    fig.suptitle((title + "\n" if title else "") + clean)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+__all__ += ["plot_distributions", "plot_bars"]
+
+
+def plot_distributions(distributions: dict[str, Sequence[float]], out: str | Path,
+                       title: str = "", xlabel: str = "embedding dimension") -> Path:
+    """Overlaid step plots of probability vectors (e.g. S2-BNN's teacher and student softmaxes
+    over the embedding dimensions), sorted by the first vector so the shapes can be compared."""
+    import numpy as np
+
+    plt = _pyplot()
+    names = list(distributions)
+    order = np.argsort(-np.asarray(distributions[names[0]]))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, name in enumerate(names):
+        p = np.asarray(distributions[name])[order]
+        ax.step(np.arange(len(p)), p, where="mid", lw=2.2 if i == 0 else 1.4,
+                ls="-" if i == 0 else "--", label=name)
+    ax.set_xlabel(xlabel + " (sorted by the first curve)")
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return save_figure(fig, out)
+
+
+def plot_bars(values: dict[str, Sequence[float]], out: str | Path, title: str = "",
+              ylabel: str = "accuracy (%)") -> Path:
+    """Horizontal bars of the mean per label, with the standard deviation as an error bar when a
+    label has several values (seeds) and each value as a dot."""
+    import numpy as np
+
+    plt = _pyplot()
+    labels = list(values)
+    means = [float(np.mean(values[k])) for k in labels]
+    errs = [float(np.std(values[k], ddof=1)) if len(values[k]) > 1 else 0.0 for k in labels]
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(labels) + 1.2))
+    y = np.arange(len(labels))[::-1]
+    ax.barh(y, means, xerr=errs, color="#7aa6c2", capsize=4)
+    for yi, k in zip(y, labels):
+        ax.plot(values[k], [yi] * len(values[k]), "k.", ms=5)
+        ax.text(float(np.mean(values[k])), yi, f" {np.mean(values[k]):.1f}", va="center",
+                ha="left", fontsize=9)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return save_figure(fig, out)
+
+
+# ------------------------------------------------------------------------------------ CMIM
+__all__ += ["plot_cmim_runs"]
+
+_CMIM_TERMS = ("train_cmim_bnn_anchor", "train_cmim_fp_anchor", "train_infonce")
+
+
+def plot_cmim_runs(histories: dict[str, list], out: str | Path, title: str = "") -> Path:
+    """CMIM runs side by side: validation accuracy per run (left) and each run's contrastive
+    terms (right: cmim_bnn_anchor / cmim_fp_anchor of the official form, infonce of the paper
+    form), against the epoch."""
+    plt = _pyplot()
+    fig, (acc, terms) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, history in histories.items():
+        line, = acc.plot(*_series(history, "val_accuracy"), marker=".", label=name)
+        for key, style in zip(_CMIM_TERMS, ("-", "--", ":")):
+            if any(key in row for row in history):
+                terms.plot(*_series(history, key), linestyle=style, marker=".",
+                           color=line.get_color(), label=f"{name}: {key[len('train_'):]}")
+    acc.set(title="validation accuracy", xlabel="epoch", ylabel="accuracy")
+    terms.set(title="contrastive terms (training mean)", xlabel="epoch", ylabel="loss")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (acc, terms):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
