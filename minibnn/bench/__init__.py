@@ -1,0 +1,1 @@
+"""Benchmarks behind `minibnn bench ...`: each module exposes add_arguments(parser) and run(args)."""

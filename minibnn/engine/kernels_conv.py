@@ -1,0 +1,219 @@
+"""Binary 2-D convolution on NHWC-packed words (Numba), beside its NumPy reference twin.
+
+    out[n, oh, ow, m] = sum_{kh, kw, c} x[n, c, oh*s + kh - p, ow*s + kw - p] * w[m, c, kh, kw]
+
+with x, w in {-1, +1} and zero padding: a padded position contributes 0, exactly as a float conv
+of sign(x), sign(w). The fast kernel pads with the bit 0 (+1) once and subtracts, at border
+pixels only, the per-channel sum of the weight taps that fell outside (Larq Compute Engine's
+idea; Bannink et al. 2021, arXiv:2011.09398). Imports numpy, numba and kernels.py only.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _check_words, _emit,
+                      _output_arrays, _output_stage, _use_threads, popcount)
+
+__all__ = ["PackedConv2d", "prepare_conv2d", "binary_conv2d", "binary_conv2d_naive",
+           "binary_conv2d_reference", "border_table"]
+
+
+def binary_conv2d_reference(x_pm1, w_pm1, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """Plain float conv with zero padding, as integers.  Also the oracle of the tests.
+
+    x_pm1 (N, C, H, W), w_pm1 (M, C, kh, kw), any real values (use +-1) -> int32 (N, M, OH, OW),
+    OH = (H + 2p - kh) // s + 1. NCHW like the training side; the packed kernels answer NHWC.
+    """
+    x = np.pad(np.asarray(x_pm1, np.float64), ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2))
+    w = np.asarray(w_pm1, np.float64)
+    kh, kw = w.shape[2:]
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))   # (N,C,H',W',kh,kw)
+    win = win[:, :, ::stride, ::stride]                                       # (N,C,OH,OW,kh,kw)
+    return np.rint(np.einsum("nchwij,mcij->nmhw", win, w, optimize=True)).astype(np.int32)
+
+
+@njit(cache=True)
+def binary_conv2d_naive(x_words, w_words, c, stride, padding):
+    """Direct loops, no padding trick: skip the taps that fall outside the image.
+
+    x_words uint64 (N, H, W, Cw), w_words uint64 (M, kh, kw, Cw) -> int32 (N, OH, OW, M);
+    each inside tap adds c - 2 popcount(x ^ w). The rung between the reference and the fast kernel.
+    """
+    n_img, h, wid, cw_total = x_words.shape
+    m_total, kh_total, kw_total = w_words.shape[:3]
+    oh_total = (h + 2 * padding - kh_total) // stride + 1
+    ow_total = (wid + 2 * padding - kw_total) // stride + 1
+    out = np.zeros((n_img, oh_total, ow_total, m_total), np.int32)
+    for n in range(n_img):
+        for oh in range(oh_total):
+            for ow in range(ow_total):
+                for m in range(m_total):
+                    acc = 0
+                    for kh in range(kh_total):
+                        ih = oh * stride + kh - padding
+                        for kw in range(kw_total):
+                            iw = ow * stride + kw - padding
+                            if 0 <= ih < h and 0 <= iw < wid:
+                                ones = 0
+                                for cw in range(cw_total):
+                                    ones += popcount(x_words[n, ih, iw, cw]
+                                                     ^ w_words[m, kh, kw, cw])
+                                acc += c - 2 * ones
+                    out[n, oh, ow, m] = acc
+    return out
+
+
+def border_table(tap_sums: np.ndarray, c: int, h: int, w: int, stride: int, padding: int):
+    """Per-pixel constant of the padded kernel:  out = base[row_cls[oh], col_cls[ow]] - 2 P.
+
+    tap_sums int (kh, kw, M) = sum_c w[m, c, kh, kw]. P counts differing bits over all taps with
+    pad words 0 (+1), so the raw sum includes +1 * w at every outside tap; hence
+        base = kh*kw*c - sum_{outside taps} tap_sums.
+    Pixels sharing the same range of inside rows (columns) share a class; interior pixels all
+    land in one class. Returns row_cls int64 (OH,), col_cls int64 (OW,), base int32 (R, Cc, M).
+    """
+    kh, kw, m = tap_sums.shape
+
+    def classes(size, k):
+        n_out = (size + 2 * padding - k) // stride + 1
+        start = np.arange(n_out) * stride - padding                 # first input index per output
+        ranges = np.stack([np.maximum(0, -start), np.minimum(k, size - start)], axis=1)
+        uniq, cls = np.unique(ranges, axis=0, return_inverse=True)
+        return uniq, cls.reshape(-1).astype(np.int64)
+
+    rows, row_cls = classes(h, kh)
+    cols, col_cls = classes(w, kw)
+    total = tap_sums.sum(axis=(0, 1))                                # (M,)
+    base = np.empty((len(rows), len(cols), m), np.int32)
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            inside = tap_sums[r0:r1, c0:c1].sum(axis=(0, 1))
+            base[i, j] = kh * kw * c - (total - inside)
+    return row_cls, col_cls, base
+
+
+@njit(cache=True)
+def _conv_row(xp, wt, kw_total, n, oh, stride, acc):
+    """acc[ow, :M] += popcounts of output row (n, oh).  xp uint32 (N, Hp, Wp, Cw32) padded,
+    wt uint32 (kh*kw, Cw32, M) with output channels the contiguous vector axis, acc uint32
+    (OW, >= M)."""
+    taps, cw_total = wt.shape[0], wt.shape[1]
+    ow_total = acc.shape[0]
+    for kh in range(taps // kw_total):
+        xrow = xp[n, oh * stride + kh]                               # (Wp, Cw32), sliced once
+        ow0 = 0
+        if kw_total == 3:                                            # 3x3: whole kernel rows
+            ow0 = ow_total - ow_total % 4
+            for c in range(0, cw_total, 2):
+                for ow in range(0, ow0, 4):
+                    _accumulate4x3(acc, ow, xrow, ow * stride, stride, c, wt, kh * 3)
+        if ow0 == ow_total:
+            continue
+        for kw in range(kw_total):                                   # other kernels, leftovers
+            t = kh * kw_total + kw
+            for c in range(0, cw_total, 2):                          # (lo, hi) halves of a word
+                ow = ow0
+                while ow + 4 <= ow_total:                            # 4 pixels share the loads
+                    _accumulate4(acc, ow, xrow, ow * stride + kw, stride, c, wt, t)
+                    ow += 4
+                while ow < ow_total:
+                    _accumulate1(acc, ow, xrow, ow * stride + kw, c, wt, t)
+                    ow += 1
+
+
+@njit(cache=True)
+def _conv_rows(xp, wt, kw_total, stride, r0, r1, row_cls, col_cls, base,
+               mode, scale, bias, sgn, thr, out_i, out_f, out_b):
+    """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage."""
+    oh_total, ow_total, m = out_i.shape[1], out_i.shape[2], wt.shape[2]
+    acc = np.empty((ow_total, m + 16), np.uint32)   # +16 lanes: rows never 4 KiB apart
+    for r in range(r0, r1):
+        n, oh = r // oh_total, r % oh_total
+        acc[:] = 0
+        _conv_row(xp, wt, kw_total, n, oh, stride, acc)
+        _emit(acc, base, row_cls[oh], col_cls, mode, scale, bias, sgn, thr,
+              out_i[n, oh], out_f[n, oh], out_b[n, oh])
+
+
+@njit(cache=True)
+def _conv_serial(xp, wt, kw_total, stride, row_cls, col_cls, base,
+                 mode, scale, bias, sgn, thr, out_i, out_f, out_b):
+    _conv_rows(xp, wt, kw_total, stride, 0, out_i.shape[0] * out_i.shape[1], row_cls, col_cls,
+               base, mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+
+
+@njit(cache=True, parallel=True)
+def _conv_parallel(xp, wt, kw_total, stride, row_cls, col_cls, base,
+                   mode, scale, bias, sgn, thr, out_i, out_f, out_b):
+    n_rows = out_i.shape[0] * out_i.shape[1]
+    per_task = max(1, n_rows // 64)                 # ~64 tasks: balance without tiny tasks
+    for t in prange((n_rows + per_task - 1) // per_task):
+        _conv_rows(xp, wt, kw_total, stride, t * per_task, min(n_rows, (t + 1) * per_task),
+                   row_cls, col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+
+
+class PackedConv2d:
+    """A binary conv ready to run: weights re-laid and the output stage folded once.
+
+    Build with prepare_conv2d(w_words, c, stride, padding, scale, bias, to_bits). Call with
+    x_words uint64 (N, H, W, ceil(c/64)) (NHWC, channels packed: bitpack.pack_nhwc or
+    kernels_pack.pack_signs, or a previous layer with to_bits=True) ->
+        no stage:      int32   (N, OH, OW, M)   exact conv of sign(x), sign(w), zero padded
+        scale/bias:    float32 (N, OH, OW, M)   acc * scale + bias
+        to_bits=True:  uint64  (N, OH, OW, ceil(M/64))  packed sign(acc * scale + bias)
+    """
+
+    def __init__(self, w_words, c: int, stride: int = 1, padding: int = 0,
+                 scale=None, bias=None, to_bits: bool = False):
+        w_words = _check_words("w_words", w_words, 4, c, tail=True)
+        if stride < 1 or padding < 0:
+            raise ValueError(f"stride must be >= 1 and padding >= 0, found {stride}, {padding}")
+        self.c, self.stride, self.padding = int(c), int(stride), int(padding)
+        self.m, self.kh, self.kw = w_words.shape[:3]
+        # (kh*kw, Cw32, M): output channels contiguous, uint32 lanes (16 per 512-bit register).
+        self.wt = np.ascontiguousarray(w_words.view(np.uint32).transpose(1, 2, 3, 0)).reshape(
+            self.kh * self.kw, -1, self.m)
+        ones = np.unpackbits(w_words.view(np.uint8), axis=-1).sum(axis=-1)          # (M, kh, kw)
+        self.tap_sums = (self.c - 2 * ones).transpose(1, 2, 0).astype(np.int64)   # (kh, kw, M)
+        self.stage = _output_stage(self.m, self.kh * self.kw * self.c, scale, bias, to_bits)
+        self._borders = {}
+
+    def output_shape(self, h: int, w: int) -> tuple:
+        return ((h + 2 * self.padding - self.kh) // self.stride + 1,
+                (w + 2 * self.padding - self.kw) // self.stride + 1)
+
+    def __call__(self, x_words: np.ndarray) -> np.ndarray:
+        x_words = _check_words("x_words", x_words, 4, self.c)
+        n, h, w, cw = x_words.shape
+        oh, ow = self.output_shape(h, w)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"input {h}x{w} is smaller than the {self.kh}x{self.kw} kernel")
+        if (h, w) not in self._borders:
+            self._borders[(h, w)] = border_table(self.tap_sums, self.c, h, w,
+                                                 self.stride, self.padding)
+        row_cls, col_cls, base = self._borders[(h, w)]
+        p = self.padding
+        if p:                                                   # pad once, with words of +1
+            xp = np.zeros((n, h + 2 * p, w + 2 * p, cw), np.uint64)
+            xp[:, p:p + h, p:p + w] = x_words
+        else:
+            xp = x_words
+        mode, scale, bias, sgn, thr = self.stage
+        out_i, out_f, out_b, out = _output_arrays(mode, (n, oh, ow), self.m)
+        macs = n * oh * ow * self.m * self.kh * self.kw * self.c
+        run = _conv_parallel if _use_threads(macs) else _conv_serial
+        run(xp.view(np.uint32), self.wt, self.kw, self.stride, row_cls, col_cls, base,
+            mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+        return out
+
+
+def prepare_conv2d(w_words, c: int, stride: int = 1, padding: int = 0, scale=None, bias=None,
+                   to_bits: bool = False) -> PackedConv2d:
+    """Prepare a binary conv once (export/load time).  w_words uint64 (M, kh, kw, ceil(c/64))."""
+    return PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits)
+
+
+def binary_conv2d(x_words, w_words, c: int, stride: int = 1, padding: int = 0, scale=None,
+                  bias=None, to_bits: bool = False) -> np.ndarray:
+    """One-shot packed conv: prepare_conv2d(...)(x_words). See PackedConv2d for the outputs."""
+    return PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits)(x_words)
