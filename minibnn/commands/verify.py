@@ -1,0 +1,85 @@
+"""`minibnn verify DIR --against module:function`: check a port against golden cases.
+
+The function is called once per case as fn(name, inputs, params, upstream, attrs) and returns
+a dict of outputs and gradients "grad_<name>" (or None to skip the case); see docs/golden.md.
+Prints a per-tensor report and exits 1 if any tensor is NOT OK, a case errors, or nothing
+was checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["add_arguments", "run", "load_callable"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", help="a golden folder (manifest.json + .npz), e.g. "
+                                          "tests/golden or one written by 'minibnn golden'")
+    parser.add_argument("--against", required=True, metavar="MODULE:FUNCTION",
+                        help="the port: an importable module (or a path/to/file.py) and a "
+                             "function name, e.g. my_port:golden_fn")
+    parser.add_argument("--only", metavar="NAMES", default=None,
+                        help="comma-separated case names or patterns, e.g. 'lcr.*'")
+    parser.add_argument("--tolerance-scale", type=float, default=1.0,
+                        help="multiply every tolerance (e.g. 10 for a float16/bfloat16 port)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the cases that are not OK, and the summary")
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """"module:function" or "path/to/file.py:function" (function may be dotted: "mod:obj.fn").
+    The current directory is importable, as with `python -m`."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--against expects MODULE:FUNCTION (e.g. my_port:golden_fn or "
+                         f"ports/torch_port.py:golden_fn), got {spec!r}")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise FileNotFoundError(f"--against: no such file {module_name!r}")
+        if str(path.resolve().parent) not in sys.path:     # so the port's own imports work
+            sys.path.insert(0, str(path.resolve().parent))
+        loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[path.stem] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except ImportError as err:
+            raise ValueError(f"--against: importing {module_name!r} failed: {err}") from None
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"--against: cannot import module {module_name!r}: {err}") from None
+    target: Any = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"--against: {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"--against: {spec!r} is a {type(target).__name__}, not a function")
+    return target
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import golden
+
+    cases = golden.load_cases(args.directory, only=args.only)
+    if not args.tolerance_scale > 0:
+        raise ValueError(f"--tolerance-scale must be positive, got {args.tolerance_scale}")
+    fn = load_callable(args.against)
+    result = golden.verify(cases, fn, tolerance_scale=args.tolerance_scale)
+    for report in result.reports:
+        if not args.quiet or not report.ok:
+            print(report)
+    print(f"verify {args.directory} against {args.against}: {result.summary()}")
+    return 0 if result.ok else 1

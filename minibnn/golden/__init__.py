@@ -1,0 +1,30 @@
+"""Golden reference vectors: check another framework's port of a BNN method tensor by tensor.
+
+    cases.py    the case definitions (what minibnn computes, inputs, conventions) and the
+                generic runner `reference`, itself a callable with the verify convention
+    io.py       the format: Case, one .npz per case plus manifest.json, deterministic writing,
+                checked reading
+    compare.py  compare(case, got) -> Report (per tensor OK / NOT OK), verify(cases, fn)
+
+A port is a callable fn(name, inputs, params, upstream, attrs) -> dict | None returning the
+outputs and the gradients "grad_<name>"; see docs/golden.md. No framework is imported here.
+"""
+
+from .cases import (DEFAULT_SEED, GENERAL_CONVENTIONS, SPECS, build_case, build_cases,
+                    case_names, reference)
+from .compare import Report, Row, SuiteReport, compare, verify
+from .io import Case, Expected, load_case, load_cases, read_manifest, select_names, write_cases
+
+__all__ = ["Case", "Expected", "Report", "Row", "SuiteReport", "compare", "verify",
+           "build_case", "build_cases", "case_names", "reference", "write_cases", "load_cases",
+           "load_case", "read_manifest", "select_names", "SPECS", "DEFAULT_SEED",
+           "GENERAL_CONVENTIONS", "write_golden"]
+
+
+def write_golden(out_dir, only=None, seed: int = DEFAULT_SEED):
+    """Build the cases matching `only` (all by default) and write them to out_dir; returns the
+    manifest path. The same seed gives byte-identical files."""
+    from .. import __version__
+
+    return write_cases(build_cases(only, seed), out_dir, seed=seed,
+                       generator=f"minibnn {__version__}", conventions=GENERAL_CONVENTIONS)
