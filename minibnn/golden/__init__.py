@@ -1,7 +1,8 @@
 """Golden reference vectors: check another framework's port of a BNN method tensor by tensor.
 
-    cases.py    the case definitions (what minibnn computes, inputs, conventions) and the
-                generic runner `reference`, itself a callable with the verify convention
+    spec.py     a case's Spec, the registry, seeded input makers, and the generic runner
+                `reference` (itself a callable with the verify convention)
+    cases_*.py  the case definitions: layers, methods, packed engine (cases.py imports all)
     io.py       the format: Case, one .npz per case plus manifest.json, deterministic writing,
                 checked reading
     compare.py  compare(case, got) -> Report (per tensor OK / NOT OK), verify(cases, fn)
