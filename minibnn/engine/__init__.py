@@ -1,0 +1,20 @@
+"""minibnn.engine: bit-packed inference of trained binary networks on the CPU.
+
+    bitpack       +-1 values <-> uint64 words (bit 1 means -1, sign(0) = +1), NumPy only
+    kernels*      XNOR-popcount GEMM / conv (Numba) with fused output stages, NumPy twins
+    ops, graph    the float arithmetic (fused output stage) and nodes of an exported model
+    export        trained model -> PackedModel (BN and scales folded, real first/last layers)
+    runtime       PackedModel: run, trace accumulators, size report, .npz save/load
+
+    from minibnn.engine import export, PackedModel
+    packed = export(model)                 # model: any registry architecture, binary
+    logits = packed(x)                     # x float32 (N, C, H, W), normalised as in training
+    packed.save("model.npz"); PackedModel.load("model.npz").predict(x)
+"""
+
+from . import bitpack, graph, kernels, kernels_conv, ops, runtime
+from .export import ExportError, export
+from .runtime import PackedFormatError, PackedModel, SizeReport, Trace
+
+__all__ = ["bitpack", "kernels", "kernels_conv", "ops", "graph", "runtime", "export",
+           "ExportError", "PackedModel", "PackedFormatError", "SizeReport", "Trace"]

@@ -1,0 +1,234 @@
+"""Float arithmetic of the packed graph: the fused output stage and the real-valued layers.
+
+The output stage runs after every layer of an exported model, on int32 accumulators (binary
+layers) or float32 outputs (real layers), channels last, per output channel m:
+
+    a = max over a k x k window, stride k             (optional; exact on the integers)
+    t = float32(a) * alpha[m]                          (binary weight scale; 1 for real layers)
+    t = ((t - mu[m]) * inv_std[m]) * gamma[m] + beta[m]        (BatchNorm in eval mode)
+    t = t + r[n, s*oh, s*ow, (m - off) % Cr]           (residual, for off <= m < off + reps*Cr)
+    t = act(t)        hardtanh: clip(t, lo, hi);  relu: max(t, 0);
+                      rprelu: u = t + b_in;  u = u if u > 0 else slope * u;  t = u + b_out
+    out[p, m] = t                                      float32 (P, M)
+    bit m of bits[p] = (t + sign_bias[m]) < 0          uint64 (P, ceil(M/64)), bit 1 means -1
+
+Every step is float32 in the op order of minibnn's eval forward (nn.BatchNorm2d computes
+((x - mean) * inv_std) * gamma + beta), so a layer whose float accumulator is exact (power-of-two
+scales, e.g. IR-Net) reproduces the model bit for bit. The stage is memory-bound, so it is one
+Numba pass rather than five NumPy ones (Numba's second home after engine/kernels*.py);
+`stage_reference` is its NumPy twin. Leaves out everything on packed words (kernels*.py).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["ACTIVATIONS", "stage", "stage_reference", "conv2d_float", "linear_float",
+           "global_avg_pool", "avg_down2", "flatten_nchw", "l2_normalize"]
+
+ACTIVATIONS = {"identity": 0, "hardtanh": 1, "relu": 2, "rprelu": 3}
+PARALLEL_MIN_ELEMENTS = 1 << 18    # smaller stages run on one thread: waking others costs more
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused output stage (Numba) and its NumPy twin.
+
+@njit(cache=True)
+def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_stride, res_off,
+                res_reps, act, lo, hi, b_in, slope, b_out, sign_bias, out, bits, want_out,
+                want_bits):
+    """Output rows r0:r1 (row = n * OH + oh) of the stage.  x int32/float32 (N, H, W, M);
+    res float32 (N, H', W', Cr) or (0, 0, 0, 0); out float32 (N, OH, OW, M) and bits uint64
+    (N, OH, OW, W64), dummies when not wanted. Vectors float32 (M,); lo, hi float32."""
+    m = x.shape[3]
+    oh_total, ow_total = x.shape[1] // pool, x.shape[2] // pool
+    cr = res.shape[3]
+    res_end = res_off + cr * res_reps                      # channels off .. end get r, tiled
+    zero = np.float32(0.0)
+    buf = np.empty(m, np.float32)
+    for row in range(r0, r1):
+        n, oh = row // oh_total, row % oh_total
+        for ow in range(ow_total):
+            src = x[n, oh * pool, ow * pool]
+            for c in range(m):
+                buf[c] = np.float32(src[c])
+            for i in range(pool):                          # max-pool before anything else
+                for j in range(pool):
+                    if i + j > 0:
+                        src = x[n, oh * pool + i, ow * pool + j]
+                        for c in range(m):
+                            v = np.float32(src[c])
+                            if v > buf[c]:
+                                buf[c] = v
+            if cr == m:                                    # scale, BN (model's order), + r
+                rrow = res[n, oh * res_stride, ow * res_stride]
+                for c in range(m):
+                    t = (((buf[c] * alpha[c]) - mean[c]) * inv_std[c]) * gamma[c] + beta[c]
+                    buf[c] = t + rrow[c]
+            else:
+                for c in range(m):
+                    buf[c] = (((buf[c] * alpha[c]) - mean[c]) * inv_std[c]) * gamma[c] + beta[c]
+            if 0 < cr < m:                                 # zero-padded or tiled residual
+                rrow = res[n, oh * res_stride, ow * res_stride]
+                for c0 in range(res_off, res_end, cr):
+                    for c in range(cr):
+                        buf[c0 + c] = buf[c0 + c] + rrow[c]
+            if act == 1:
+                for c in range(m):
+                    buf[c] = min(max(buf[c], lo), hi)
+            elif act == 2:
+                for c in range(m):
+                    buf[c] = max(buf[c], zero)
+            elif act == 3:
+                for c in range(m):
+                    u = buf[c] + b_in[c]
+                    buf[c] = (u if u > zero else u * slope[c]) + b_out[c]
+            if want_out:
+                o = out[n, oh, ow]
+                for c in range(m):
+                    o[c] = buf[c]
+            if want_bits:
+                for w in range(bits.shape[3]):
+                    word = np.uint64(0)
+                    for b in range(min(64, m - 64 * w)):
+                        neg = (buf[64 * w + b] + sign_bias[64 * w + b]) < zero
+                        word |= np.uint64(neg) << np.uint64(b)
+                    bits[n, oh, ow, w] = word
+
+
+@njit(cache=True)
+def _stage_serial(x, pool, *args):
+    _stage_rows(0, x.shape[0] * (x.shape[1] // pool), x, pool, *args)
+
+
+@njit(cache=True, parallel=True)
+def _stage_parallel(x, pool, *args):
+    n_rows = x.shape[0] * (x.shape[1] // pool)
+    per_task = max(1, n_rows // 32)
+    for t in prange((n_rows + per_task - 1) // per_task):
+        _stage_rows(t * per_task, min(n_rows, (t + 1) * per_task), x, pool, *args)
+
+
+def stage_reference(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_stride=1,
+                    res_off=0, res_reps=1, act="identity", lo=-1.0, hi=1.0, b_in=None,
+                    slope=None, b_out=None, sign_bias=None):
+    """NumPy twin of `stage` (same arguments and float32 op order). Returns (out, bits)."""
+    x = np.asarray(x)
+    n, h, w, m = x.shape
+    t = x[:, : h // pool * pool, : w // pool * pool].astype(np.float32)
+    t = t.reshape(n, h // pool, pool, w // pool, pool, m).max(axis=(2, 4))
+    t = (((t * alpha) - mean) * inv_std) * gamma + beta
+    if res is not None:
+        r = res[:, ::res_stride, ::res_stride][:, : t.shape[1], : t.shape[2]]
+        cr = r.shape[3]
+        for c0 in range(res_off, res_off + cr * res_reps, cr):
+            t[..., c0:c0 + cr] = t[..., c0:c0 + cr] + r
+    if act == "hardtanh":
+        t = np.minimum(np.maximum(t, np.float32(lo)), np.float32(hi))
+    elif act == "relu":
+        t = np.maximum(t, np.float32(0))
+    elif act == "rprelu":
+        u = t + b_in
+        t = np.where(u > 0, u, u * slope) + b_out
+    sb = np.zeros(m, np.float32) if sign_bias is None else sign_bias
+    neg = (t + sb) < 0
+    packed = np.packbits(neg, axis=-1, bitorder="little")
+    words = np.zeros(neg.shape[:-1] + (-(-m // 64) * 8,), np.uint8)
+    words[..., : packed.shape[-1]] = packed
+    return t.astype(np.float32), words.view("<u8").astype(np.uint64)
+
+
+_EMPTY_RES = np.zeros((0, 0, 0, 0), np.float32)
+
+
+def stage(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_stride=1, res_off=0,
+          res_reps=1, act="identity", lo=-1.0, hi=1.0, b_in=None, slope=None, b_out=None,
+          sign_bias=None, want_out=True, want_bits=False):
+    """Run the fused output stage (module docstring) on x (N, H, W, M) int32 or float32.
+
+    Vectors are float32 (M,); b_in, slope, b_out are used by act="rprelu" only. res float32
+    (N, H', W', Cr) or None is read at rows/columns res_stride * (oh, ow) and added to channels
+    res_off .. res_off + res_reps * Cr (tiled; the other channels get nothing, as with a
+    zero-padded shortcut). Returns (out float32 (N, OH, OW, M) or None, bits uint64
+    (N, OH, OW, ceil(M/64)) or None), OH = H // pool. One pass over x, threaded when large.
+    """
+    n, h, w, m = x.shape
+    oh, ow = h // pool, w // pool
+    if res is not None:
+        cr = res.shape[3]
+        fits = (res_off + cr * res_reps <= m and res.shape[0] == n
+                and -(-res.shape[1] // res_stride) >= oh and -(-res.shape[2] // res_stride) >= ow)
+        if not fits:
+            raise ValueError(f"stage: residual {res.shape} (stride {res_stride}, channels "
+                             f"{res_off}..{res_off + cr * res_reps}) does not fit the output "
+                             f"({n}, {oh}, {ow}, {m})")
+    out = np.empty((n, oh, ow, m) if want_out else (0, 0, 0, 0), np.float32)
+    bits = np.empty((n, oh, ow, -(-m // 64)) if want_bits else (0, 0, 0, 0), np.uint64)
+    ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
+    pick = lambda v, default: default if v is None else v                # noqa: E731
+    run = _stage_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _stage_serial
+    run(np.ascontiguousarray(x), int(pool), alpha, mean, inv_std, gamma, beta,
+        _EMPTY_RES if res is None else np.ascontiguousarray(res), int(res_stride), int(res_off),
+        int(res_reps), ACTIVATIONS[act], np.float32(lo), np.float32(hi), pick(b_in, zeros),
+        pick(slope, ones), pick(b_out, zeros), pick(sign_bias, zeros), out, bits,
+        bool(want_out), bool(want_bits))
+    return (out if want_out else None), (bits if want_bits else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real-valued layers, written as minibnn's forward writes them (same matmul operands).
+
+def conv2d_float(x: np.ndarray, w2: np.ndarray, k: int, stride: int, padding: int,
+                 bias=None, nchw: bool = False) -> np.ndarray:
+    """Real conv by im2col.  x (N, H, W, C) (or (N, C, H, W) with nchw=True), w2 float32
+    (M, k*k*C) with taps ordered (kh, kw, C) -> float32 (N, OH, OW, M).
+
+    Builds the same column matrix (N*OH*OW, k*k*C) as minibnn.autograd.conv and calls the same
+    product cols @ w2.T, so BLAS sees identical operands.
+    """
+    if nchw:
+        x = x.transpose(0, 2, 3, 1)
+    n, h, w, c = x.shape
+    oh, ow = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    xh = x
+    if padding:                                                  # zero padding, NHWC
+        xh = np.zeros((n, h + 2 * padding, w + 2 * padding, c), np.float32)
+        xh[:, padding:padding + h, padding:padding + w] = x
+    win = np.lib.stride_tricks.sliding_window_view(xh, (k, k), axis=(1, 2))   # (N,H',W',C,k,k)
+    win = win[:, : (oh - 1) * stride + 1 : stride, : (ow - 1) * stride + 1 : stride]
+    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)           # (N*OH*OW, k*k*C)
+    y = cols @ w2.T                                                           # (N*OH*OW, M)
+    if bias is not None:
+        y += bias
+    return y.reshape(n, oh, ow, -1)
+
+
+def linear_float(x: np.ndarray, w: np.ndarray, bias=None) -> np.ndarray:
+    """y = x @ W^T (+ b), as nn.Linear.  x (N, K), w float32 (M, K) -> float32 (N, M)."""
+    y = x @ w.T
+    return y if bias is None else y + bias
+
+
+def global_avg_pool(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, C): sum over H, W times float32(1 / (H W)), as Tensor.mean does."""
+    return x.sum(axis=(1, 2)) * np.float32(1.0 / (x.shape[1] * x.shape[2]))
+
+
+def avg_down2(x: np.ndarray) -> np.ndarray:
+    """ReActNet's AvgDown2 on NHWC: odd sizes repeat their last row/column, then 2x2 mean.
+    (N, H, W, C) -> (N, ceil(H/2), ceil(W/2), C)."""
+    if x.shape[1] % 2:
+        x = np.concatenate([x, x[:, -1:]], axis=1)
+    if x.shape[2] % 2:
+        x = np.concatenate([x, x[:, :, -1:]], axis=2)
+    s = (x[:, 0::2, 0::2] + x[:, 0::2, 1::2]) + (x[:, 1::2, 0::2] + x[:, 1::2, 1::2])
+    return s * np.float32(0.25)
+
+
+def flatten_nchw(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, C*H*W) in the model's NCHW flatten order."""
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """x / sqrt(max(sum x^2, eps^2)) per row, as minibnn.functional.normalize (MLP heads)."""
+    return x / np.sqrt(np.maximum((x * x).sum(axis=1, keepdims=True), eps * eps))
