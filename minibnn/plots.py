@@ -102,14 +102,16 @@ def plot_lcr_estimates(history: list[dict], out: str | Path, title: str = "") ->
                     label=f"{label} (train)")
             if f"lcr_val_pair{i}_sigma_{side}" in keys:
                 ax.plot(*_series(history, f"lcr_val_pair{i}_sigma_{side}"), color=color,
-                        linestyle="--", label=f"{label} (val)")
+                        linestyle="--", marker="x", label=f"{label} (val)")
         ax.set(title=f"stages {i}-{i + 1}", xlabel="epoch", ylabel="mean sigma estimate")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     gammas = sorted(k for k in keys if k.startswith("lcr_gamma"))
     for key in gammas:
         axes[-1].plot(*_series(history, key), marker=".", label=key[len("lcr_"):])
     axes[-1].set(title="learnable gamma per stage", xlabel="epoch")
+    axes[-1].xaxis.get_major_locator().set_params(integer=True)
     axes[-1].grid(alpha=0.3)
     if gammas:
         axes[-1].legend(fontsize=7)

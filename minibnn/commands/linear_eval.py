@@ -1,0 +1,169 @@
+"""`minibnn linear-eval`: the linear-evaluation protocol of self-supervised learning.
+
+The backbone of a checkpoint is frozen in eval mode (batch-norm statistics fixed) and a new
+Linear(D, classes) is trained on its embedding (the pooled feature before any classifier or
+MLP head) with SGD, momentum 0.9, no weight decay, and the learning rate divided by 10 at 60%
+and 80% of the epochs (S2-BNN's main_lincls.py: 100 epochs, milestones 60 and 80, lr 0.1).
+
+Because the backbone is frozen and in eval mode, its embedding of an image never changes, so the
+embeddings are computed ONCE and the classifier is trained on them: exactly the official
+procedure when no augmentation is used, and hundreds of times faster on a CPU. Departure: the
+official protocol augments the training images (random resized crop + flip) every epoch; we do
+not (it would need a backbone forward per epoch). The backbone's weights are compared
+bit for bit before and after, and a change is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_arguments", "run", "extract_embeddings", "linear_evaluation", "train_linear"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a checkpoint (.npz) or a run folder (its best.npz)")
+    parser.add_argument("--epochs", type=int, default=100, help="classifier epochs (official: 100)")
+    parser.add_argument("--lr", type=float, default=0.1,
+                        help="SGD learning rate (S2-BNN README: 0.1), x0.1 at 60%% and 80%%")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--standardize", action="store_true",
+                        help="z-score each embedding dimension with training-set statistics "
+                             "(not in the official protocol)")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset to evaluate on (default: the one the checkpoint trained on)")
+    parser.add_argument("--data-dir", default=None, help="folder holding downloaded datasets")
+    parser.add_argument("--limit-train", type=int, default=0, metavar="N",
+                        help="train the classifier on the first N training images (0: all)")
+    parser.add_argument("--seed", type=int, default=0, help="classifier init and batch order")
+    parser.add_argument("--out", default=None, metavar="JSON", help="also write the results here")
+    parser.add_argument("--quiet", action="store_true", help="only the final line")
+
+
+def extract_embeddings(model, dataset, batch_size: int = 500) -> np.ndarray:
+    """model.embedding of every image (normalised with the dataset's mean/std), in eval mode
+    without gradients.  dataset.x (N, C, H, W) uint8 -> (N, D) float32."""
+    from ..autograd import Tensor, no_grad
+    from ..data import transforms
+
+    model.eval()
+    out = []
+    with no_grad():
+        for i in range(0, len(dataset), batch_size):
+            xb = transforms.to_float(dataset.x[i:i + batch_size])
+            xb = transforms.normalize(xb, dataset.mean, dataset.std)        # (B, C, H, W)
+            out.append(np.asarray(model.embedding(Tensor(xb)).data, np.float32))  # (B, D)
+    return np.concatenate(out)
+
+
+def _accuracy(linear, feats: np.ndarray, labels: np.ndarray) -> float:
+    from ..autograd import Tensor, no_grad
+
+    with no_grad():
+        return float(np.mean(np.argmax(linear(Tensor(feats)).data, axis=1) == labels))
+
+
+def train_linear(train_feats: np.ndarray, train_y: np.ndarray, val_feats: np.ndarray,
+                 val_y: np.ndarray, num_classes: int, *, epochs: int = 100, lr: float = 0.1,
+                 batch_size: int = 256, momentum: float = 0.9, weight_decay: float = 0.0,
+                 seed: int = 0, log=None) -> dict:
+    """SGD on a fresh Linear(D, classes) (weights N(0, 0.01), bias 0) over fixed features;
+    lr x0.1 at int(0.6 E) and int(0.8 E). Returns final/best accuracies and a per-epoch history."""
+    from .. import functional as F
+    from .. import optim
+    from ..autograd import Tensor
+    from ..nn import Linear
+
+    if epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ValueError(f"linear evaluation needs epochs >= 1, batch_size >= 1 and lr > 0, got "
+                         f"{epochs}, {batch_size}, {lr}")
+    rng = np.random.default_rng(seed)
+    d = train_feats.shape[1]
+    linear = Linear(d, num_classes, rng=rng)
+    linear.weight.data[...] = rng.normal(0.0, 0.01, size=(num_classes, d))   # as main_lincls.py
+    linear.bias.data[...] = 0.0
+    sgd = optim.SGD(linear.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    schedule = optim.schedules.multistep(lr, [int(0.6 * epochs), int(0.8 * epochs)])
+    history = []
+    for epoch in range(epochs):
+        for group in sgd.param_groups:
+            group["lr"] = schedule(epoch)
+        order = rng.permutation(len(train_y))
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            loss = F.cross_entropy(linear(Tensor(train_feats[idx])), train_y[idx])
+            sgd.zero_grad()
+            loss.backward()
+            sgd.step()
+            total += loss.item() * len(idx)
+        row = {"epoch": epoch + 1, "lr": schedule(epoch), "train_loss": total / len(order),
+               "val_accuracy": _accuracy(linear, val_feats, val_y)}
+        if not np.isfinite(row["train_loss"]):
+            raise ValueError(f"linear evaluation diverged at epoch {epoch + 1} (loss "
+                             f"{row['train_loss']}); lower --lr or pass --standardize")
+        history.append(row)
+        if log is not None:
+            log(row)
+    return {"train_accuracy": _accuracy(linear, train_feats, train_y),
+            "val_accuracy": history[-1]["val_accuracy"],
+            "best_val_accuracy": max(r["val_accuracy"] for r in history),
+            "history": history, "classifier": linear}
+
+
+def linear_evaluation(model, train_set, val_set, *, standardize: bool = False, **options) -> dict:
+    """Freeze `model` (eval mode), embed both splits once, train the linear classifier.
+
+    Raises RuntimeError if any backbone parameter or buffer changed (it cannot, by construction:
+    this is the official code's sanity check). options: see train_linear.
+    """
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    train_feats = extract_embeddings(model, train_set)               # (N, D)
+    val_feats = extract_embeddings(model, val_set)
+    if standardize:
+        mu, sd = train_feats.mean(axis=0), train_feats.std(axis=0) + 1e-6
+        train_feats, val_feats = (train_feats - mu) / sd, (val_feats - mu) / sd
+    result = train_linear(train_feats, train_set.y, val_feats, val_set.y,
+                          train_set.num_classes, **options)
+    after = model.state_dict()
+    changed = [k for k in before if not np.array_equal(before[k], after[k])]
+    if changed:
+        raise RuntimeError(f"linear evaluation changed the frozen backbone: {changed[:5]}")
+    result["backbone_unchanged"] = True
+    result["embedding_dim"] = int(train_feats.shape[1])
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import load_dataset
+    from ..train import load_model
+
+    model, config = load_model(args.checkpoint)
+    name = args.dataset or config.dataset
+    train, val = load_dataset(name, args.data_dir or config.data_dir)
+    if args.limit_train:
+        train = train.subset(np.arange(min(args.limit_train, len(train))))
+    log = None if args.quiet else (
+        lambda r: print(f"epoch {r['epoch']:3d}  lr {r['lr']:.4g}  loss {r['train_loss']:.4f}  "
+                        f"val acc {r['val_accuracy']:.4f}"))
+    result = linear_evaluation(model, train, val, standardize=args.standardize,
+                               epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                               momentum=args.momentum, weight_decay=args.weight_decay,
+                               seed=args.seed, log=log)
+    kind = "real-valued" if config.real else "binary"
+    print(f"linear evaluation of {kind} {config.model} ({args.checkpoint}) on {name}: "
+          f"D={result['embedding_dim']}, {len(train)} train / {len(val)} val images; "
+          f"train acc {result['train_accuracy']:.4f}, val acc {result['val_accuracy']:.4f} "
+          f"(best {result['best_val_accuracy']:.4f}); backbone unchanged")
+    if args.out:
+        keep = {k: v for k, v in result.items() if k != "classifier"}
+        keep.update(checkpoint=str(args.checkpoint), dataset=name, epochs=args.epochs, lr=args.lr,
+                    standardize=args.standardize)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(keep, indent=2) + "\n")
+    return 0
