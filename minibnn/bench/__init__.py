@@ -1,1 +1,56 @@
-"""Benchmarks behind `minibnn bench ...`: each module exposes add_arguments(parser) and run(args)."""
+"""Benchmarks behind `minibnn bench ...`: each module exposes add_arguments(parser) and run(args).
+
+Shared here: `setup_threads`, which gives Numba, PyTorch (when installed) and NumPy's OpenBLAS
+the same thread count, so every side of a comparison runs on the same cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["setup_threads", "set_blas_threads", "clock_for"]
+
+
+def set_blas_threads(n: int) -> bool:
+    """Best effort: give NumPy's bundled OpenBLAS the same thread count as numba and torch
+    (idle BLAS threads otherwise spin, which also inflates --timer cpu)."""
+    pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
+    for path in glob.glob(pattern):
+        try:
+            lib = ctypes.CDLL(path)                      # the already loaded copy
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                     "openblas_set_num_threads"):
+            if hasattr(lib, name):
+                getattr(lib, name)(ctypes.c_int(n))
+                return True
+    return False
+
+
+def setup_threads(requested: int) -> tuple[int, Any, bool]:
+    """Set Numba, torch and OpenBLAS to `requested` threads (capped by Numba's maximum).
+
+    Returns (threads, the torch module or None, whether OpenBLAS could be set).
+    """
+    import numba
+
+    threads = max(1, min(requested, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    return threads, torch, set_blas_threads(threads)
+
+
+def clock_for(timer: str) -> Callable[[], float]:
+    """--timer cpu: process CPU time (steady on a busy machine); wall: time.perf_counter."""
+    return time.process_time if timer == "cpu" else time.perf_counter

@@ -7,8 +7,6 @@ the cost of packing the float input. Each packed result is checked exactly befor
 """
 
 import argparse
-import ctypes
-import glob
 import math
 import os
 import platform
@@ -16,6 +14,8 @@ import time
 
 import numba
 import numpy as np
+
+from . import clock_for, setup_threads
 
 from minibnn.engine import bitpack, kernels, kernels_conv, kernels_pack
 
@@ -87,23 +87,6 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _set_blas_threads(n: int) -> bool:
-    """Best effort: give NumPy's bundled OpenBLAS the same thread count as numba and torch
-    (idle BLAS threads otherwise spin, which also inflates --timer cpu)."""
-    pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
-    for path in glob.glob(pattern):
-        try:
-            lib = ctypes.CDLL(path)                      # the already loaded copy
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "openblas_set_num_threads"):
-            if hasattr(lib, name):
-                getattr(lib, name)(ctypes.c_int(n))
-                return True
-    return False
-
-
 def _validate(rng) -> bool:
     """Packed kernels == NumPy twins on small cases (all three output stages)."""
     ok = True
@@ -163,15 +146,9 @@ def _bench_layer(n, c, h, repeats, clock, torch, rng):
 
 
 def run(args) -> int:
-    clock = time.process_time if args.timer == "cpu" else time.perf_counter
-    threads = max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
-    try:
-        import torch
-        torch.set_num_threads(threads)
-    except ImportError:
-        torch = None
-    blas = "set to the same" if _set_blas_threads(threads) else "left at their default"
+    clock = clock_for(args.timer)
+    threads, torch, blas_set = setup_threads(args.threads)
+    blas = "set to the same" if blas_set else "left at their default"
     repeats = 3 if args.quick else args.repeats
     layers = [lay for lay in LAYERS if lay[0] == "resnet18"] if args.quick else LAYERS
     ghz = _clock_ghz()

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numba
 import numpy as np
 
 from ..engine import bitpack, graph
+from . import clock_for, setup_threads
 
 __all__ = ["add_arguments", "run", "calibrate_batchnorm", "torch_twin", "GOAL"]
 
@@ -197,19 +197,9 @@ def _bench_model(name, args, torch, clock, rng) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    clock = time.process_time if args.timer == "cpu" else time.perf_counter
-    threads = max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
-    try:
-        import torch
-        torch.set_num_threads(threads)
-    except ImportError:
-        torch = None
-    try:                                  # NumPy's OpenBLAS gets the same thread count
-        from .kernels import _set_blas_threads
-        blas = "same" if _set_blas_threads(threads) else "default"
-    except ImportError:
-        blas = "default"
+    clock = clock_for(args.timer)
+    threads, torch, blas_set = setup_threads(args.threads)
+    blas = "same" if blas_set else "default"
     load = os.getloadavg()
     print(f"minibnn bench model: {threads} thread(s) for numba and torch ({blas} for NumPy's "
           f"BLAS); numba "
