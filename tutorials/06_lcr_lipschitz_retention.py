@@ -6,7 +6,7 @@
 # iteration estimates its largest singular value (checked against the SVD), why the official
 # code's one-step estimate is biased by C^(1/4), and what the term does in training and under
 # corrupted inputs. **Prerequisites.** Tutorials 2-3 (binarization, training).
-# **Runtime.** About 5 minutes on a laptop CPU; under a minute with `MINIBNN_FAST=1`.
+# **Runtime.** About 15 minutes on a laptop CPU; about a minute with `MINIBNN_FAST=1`.
 
 # %%
 import os
