@@ -76,8 +76,9 @@ def add_arguments(group) -> None:
                        help="1: binary activations, real weights (sets --weight-quantizer none); "
                             "2: binary weights too (one-step unless --s2bnn-init-from)")
     group.add_argument("--s2bnn-init-from", default=d["init_from"], metavar="CKPT",
-                       help="step 2: start from this step-1 checkpoint or run folder "
-                            "(model, key encoder and queue)")
+                       help="step 2: start from this step-1 checkpoint (model, key encoder "
+                            "and queue); a run folder means its best.npz, pass .../last.npz "
+                            "for the final epoch as the official code")
     group.add_argument("--s2bnn-tau", type=float, default=d["tau"],
                        help="temperature of InfoNCE and of the distribution loss")
     group.add_argument("--s2bnn-dim", type=int, default=d["dim"], help="projection size")
@@ -227,6 +228,7 @@ class S2BNNAugment:
 
 # -------------------------------------------------------------------- checkpoints
 def _checkpoint_path(path) -> Path:
+    """A run folder -> its best.npz (else last.npz), as train.load_model; a file -> itself."""
     path = Path(path)
     if path.is_dir():
         best, last = path / "best.npz", path / "last.npz"
