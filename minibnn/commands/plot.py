@@ -22,4 +22,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"
     plot_history(history, out, title=Path(args.run_dir).name)
     print(f"wrote {out}")
+    if any(key.startswith("lcr_pair") for row in history for key in row):   # an LCR-BNN run
+        from ..plots import plot_lcr_estimates
+
+        lcr_out = out.with_name("lcr_estimates.png")
+        plot_lcr_estimates(history, lcr_out)
+        print(f"wrote {lcr_out}")
     return 0
