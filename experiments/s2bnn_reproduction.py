@@ -13,6 +13,13 @@ run is a normal run folder under --out; finished runs are reused and interrupted
 so the script can be re-run to continue. Writes results.json and results.md into --out.
 
     python experiments/s2bnn_reproduction.py --seeds 0 1 2
+    python experiments/s2bnn_reproduction.py --seeds 0 1 2 --random-init \
+        --one-step contrastive contrastive+distill distill        # extra rows, reuses the runs
+    python experiments/s2bnn_reproduction.py --out runs/s2bnn-reproduction-long --epochs 15 \
+        --no-real-twin                                            # 3x longer (copy the teacher)
+
+Run folders are passed on as folders, so the teacher and each step-2 start are the runs'
+best.npz (best kNN epoch); see docs/s2bnn.md section 6 for the numbers this produced.
 """
 
 from __future__ import annotations
