@@ -10,13 +10,12 @@ plus one array per weight. Imports numpy and the engine modules only.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..npzio import load_npz, save_npz
 from .graph import NODE_TYPES, Node, Stage
 
 __all__ = ["PackedModel", "Trace", "SizeReport", "LayerSize", "PackedFormatError",
@@ -166,31 +165,19 @@ class PackedModel:
 
     # ---------------------------------------------------------------------------- storage
     def save(self, path) -> None:
-        """Write an .npz (no pickle): HEADER_KEY holds the JSON header, nodes' arrays follow."""
+        """Write an .npz atomically (no pickle): HEADER_KEY holds the JSON header, then the
+        nodes' arrays."""
         header = {"format": FORMAT, "version": FORMAT_VERSION, "meta": self.meta,
                   "output": self.output, "nodes": [n.state() for n in self.nodes]}
         arrays = {f"n{i}.{k}": v for i, n in enumerate(self.nodes) for k, v in n.arrays().items()}
-        with open(path, "wb") as f:
-            np.savez(f, **{HEADER_KEY: np.array(json.dumps(header))}, **arrays)
+        save_npz(path, HEADER_KEY, header, arrays)
 
     @classmethod
     def load(cls, path) -> "PackedModel":
         """Read what save() wrote; PackedFormatError for missing, damaged or foreign files."""
         path = Path(path)
-        if not path.is_file():
-            raise PackedFormatError(f"packed model {path} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if HEADER_KEY not in npz.files:
-                    raise PackedFormatError(f"{path} is an .npz file but not a packed minibnn "
-                                            f"model (no {HEADER_KEY!r} entry; found "
-                                            f"{npz.files[:4]}); write one with 'minibnn export'")
-                header = json.loads(str(npz[HEADER_KEY]))
-                arrays = {k: npz[k] for k in npz.files if k != HEADER_KEY}
-        except PackedFormatError:
-            raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
-            raise PackedFormatError(f"{path} is damaged or not an .npz file ({err})") from err
+        header, arrays = load_npz(path, HEADER_KEY, PackedFormatError, "packed minibnn model",
+                                  hint="; write one with 'minibnn export'")
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise PackedFormatError(f"{path}: header format is not {FORMAT!r}")
         version = header.get("version")

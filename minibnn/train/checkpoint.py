@@ -10,14 +10,12 @@ so an interruption leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..npzio import atomic_write_text, load_npz, save_npz
 
 __all__ = ["save_state", "load_state", "atomic_write_text", "CheckpointError"]
 
@@ -53,49 +51,14 @@ def _unflatten(obj: Any, arrays: Any) -> Any:
     return obj
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file so that readers see either the old or the new content, never half."""
-    _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
-
-
 def save_state(path: str | os.PathLike, state: dict) -> None:
     """Save a nested state (dicts, lists, scalars, strings, ndarrays) atomically to `path`."""
     arrays: dict = {}
     structure = _flatten(state, "", arrays)
-    payload = {key: value for key, value in arrays.items()}
-    payload[_STATE_KEY] = np.array(json.dumps(structure))
-    _atomic_write(Path(path), lambda f: np.savez(f, **payload))
+    save_npz(path, _STATE_KEY, structure, arrays)
 
 
 def load_state(path: str | os.PathLike) -> dict:
     """Load what save_state wrote; a clear CheckpointError for missing or damaged files."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if _STATE_KEY not in npz.files:
-                raise CheckpointError(f"{path} is an .npz file but not a minibnn checkpoint "
-                                      f"(no {_STATE_KEY!r} entry; found {npz.files[:5]}...)")
-            structure = json.loads(str(npz[_STATE_KEY]))
-            arrays = {key: npz[key] for key in npz.files if key != _STATE_KEY}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
-        if isinstance(err, CheckpointError):
-            raise
-        raise CheckpointError(f"checkpoint {path} is damaged or truncated ({err})") from err
+    structure, arrays = load_npz(path, _STATE_KEY, CheckpointError, "minibnn checkpoint")
     return _unflatten(structure, arrays)
