@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functional as F
 from ..methods import cmim, lcr, s2bnn
 from .spec import register, unit_rows
 
@@ -46,26 +45,26 @@ _LCR_CONV = (
     "= mean over the N per-sample values). No alpha / (B * 1e4) multiplier.",
     "The real (reference-network) features are DETACHED: their gradient is 0.",
 )
+_LCR_COMMON = dict(
+    op=_op_lcr, make=_make_lcr, outputs=("loss",), intermediates=_LCR_OUT,
+    grads=tuple(f"binary_{s}" for s in range(4)) + tuple(f"real_{s}" for s in range(4)) + ("gammas",),
+    detached=tuple(f"real_{s}" for s in range(4)))
 register(name="lcr.loss_official", reference="minibnn.methods.lcr.lcr_loss(variant='official')",
-      op=_op_lcr, make=_make_lcr, attrs={"variant": "official"}, outputs=("loss",),
-      grads=tuple(f"binary_{s}" for s in range(4)) + tuple(f"real_{s}" for s in range(4))
-      + ("gammas",), detached=tuple(f"real_{s}" for s in range(4)), intermediates=_LCR_OUT,
-      description="LCR-BNN's Lipschitz retention loss as the official code computes it "
-                  "(arXiv:2207.06540, LCR.py): sigma = ||K 1||^(1/2), one power step from the "
-                  "unnormalised all-ones vector, differentiated through K.",
-      conventions=_LCR_CONV + (
-          "sigma = (||K 1||_2^2 + 1e-30)^(1/4); the 1e-30 only matters at K = 0.",
-          "Intermediates sigma_binary_i, sigma_real_i (N,) per pair."))
+         attrs={"variant": "official"}, **_LCR_COMMON,
+         description="LCR-BNN's Lipschitz retention loss as the official code computes it "
+                     "(arXiv:2207.06540, LCR.py): sigma = ||K 1||^(1/2), one power step from the "
+                     "unnormalised all-ones vector, differentiated through K.",
+         conventions=_LCR_CONV + (
+             "sigma = (||K 1||_2^2 + 1e-30)^(1/4); the 1e-30 only matters at K = 0.",
+             "Intermediates sigma_binary_i, sigma_real_i (N,) per pair."))
 register(name="lcr.loss_exact", reference="minibnn.methods.lcr.lcr_loss(variant='exact')",
-      op=_op_lcr, make=_make_lcr, attrs={"variant": "exact"}, outputs=("loss",),
-      grads=tuple(f"binary_{s}" for s in range(4)) + tuple(f"real_{s}" for s in range(4))
-      + ("gammas",), detached=tuple(f"real_{s}" for s in range(4)), intermediates=_LCR_OUT,
-      description="LCR loss with the converged spectral norm: sigma = sigma_max(RM) = "
-                  "sqrt(lambda_max(K)) per sample (power iteration to convergence; "
-                  "torch.linalg.matrix_norm(RM, 2) gives the same).",
-      conventions=_LCR_CONV + (
-          "The gradient is the true one of sigma_max: u v^T w.r.t. RM (the converged vector is "
-          "a constant; at convergence its own dependence on K contributes nothing).",))
+         attrs={"variant": "exact"}, **_LCR_COMMON,
+         description="LCR loss with the converged spectral norm: sigma = sigma_max(RM) = "
+                     "sqrt(lambda_max(K)) per sample (power iteration to convergence; "
+                     "torch.linalg.matrix_norm(RM, 2) gives the same).",
+         conventions=_LCR_CONV + (
+             "The gradient is the true one of sigma_max: u v^T w.r.t. RM (the converged vector is "
+             "a constant; at convergence its own dependence on K contributes nothing).",))
 
 
 def _op_lcr_pair(i, p, a):
