@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["setup_threads", "set_blas_threads", "clock_for"]
+__all__ = ["setup_threads", "set_blas_threads", "clock_for", "median_seconds"]
 
 
 def set_blas_threads(n: int) -> bool:
@@ -54,3 +54,16 @@ def setup_threads(requested: int) -> tuple[int, Any, bool]:
 def clock_for(timer: str) -> Callable[[], float]:
     """--timer cpu: process CPU time (steady on a busy machine); wall: time.perf_counter."""
     return time.process_time if timer == "cpu" else time.perf_counter
+
+
+def median_seconds(fn: Callable[[], object], repeats: int,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median time of `repeats` calls of fn, after one untimed warm-up call (JIT compilation,
+    first-touch allocations, thread start-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        fn()
+        times.append(clock() - start)
+    return float(np.median(times))

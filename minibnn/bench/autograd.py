@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
+
+from . import median_seconds
 
 __all__ = ["add_arguments", "run", "conv_bn_relu_step"]
 
@@ -62,23 +63,13 @@ def _torch_step(torch, arrays: dict):
     return y.detach().numpy(), t["x"].grad.numpy()
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: first-touch allocations, BLAS thread start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def run(args: argparse.Namespace) -> int:
     arrays = _inputs(args.batch, args.channels, args.size, args.seed)
     n, c, s = args.batch, args.channels, args.size
     gmac = 3 * n * c * c * 9 * s * s / 1e9   # forward conv + two backward products
     print(f"conv3x3(pad 1) + BatchNorm(train) + ReLU, forward + backward: "
           f"N={n}, C={c}, {s}x{s}, float32 ({gmac:.2f} GMAC), median of {args.repeats}")
-    t_ours = _median_time(lambda: conv_bn_relu_step(arrays), args.repeats)
+    t_ours = median_seconds(lambda: conv_bn_relu_step(arrays), args.repeats)
     print(f"  minibnn (NumPy) : {t_ours * 1e3:8.1f} ms   {gmac / t_ours:6.1f} GMAC/s")
     try:
         import torch
@@ -90,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     y_ours, dx_ours = conv_bn_relu_step(arrays)
     y_ref, dx_ref = _torch_step(torch, arrays)
     agree = np.allclose(y_ours, y_ref, atol=1e-4) and np.allclose(dx_ours, dx_ref, atol=1e-4)
-    t_torch = _median_time(lambda: _torch_step(torch, arrays), args.repeats)
+    t_torch = median_seconds(lambda: _torch_step(torch, arrays), args.repeats)
     ratio = t_ours / t_torch
     print(f"  PyTorch {torch.__version__:<8}: {t_torch * 1e3:8.1f} ms   {gmac / t_torch:6.1f} GMAC/s"
           f"   ({threads} threads)")

@@ -11,9 +11,10 @@ goal: the contrastive term adds at most 30% to a step. Inputs are random; only t
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+
+from . import clock_for
 
 __all__ = ["add_arguments", "run", "make_variants", "GOAL"]
 
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.negatives}, {args.n_data}, {args.batch}, {args.repeats}")
     rng = np.random.default_rng(args.seed + 2)
     variants = make_variants(args)
-    clock = time.perf_counter if args.timer == "wall" else time.process_time
+    clock = clock_for(args.timer)
     times = {name: [] for name in variants}
     for r in range(args.repeats + 1):                    # repeat 0 is the warm-up
         idx = rng.choice(args.n_data, args.batch, replace=False)

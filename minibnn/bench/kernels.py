@@ -10,12 +10,11 @@ import argparse
 import math
 import os
 import platform
-import time
 
 import numba
 import numpy as np
 
-from . import clock_for, setup_threads
+from . import clock_for, median_seconds, setup_threads
 
 from minibnn.engine import bitpack, kernels, kernels_conv, kernels_pack
 
@@ -52,16 +51,6 @@ def im2col_conv2d(x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)   # the im2col copy
     y = cols @ w.reshape(m, -1).T                                          # (N*OH*OW, M)
     return y.reshape(n, oh, ow, m).transpose(0, 3, 1, 2)
-
-
-def _median_seconds(fn, repeats: int, clock=time.perf_counter) -> float:
-    fn()                                                       # warm up (JIT, caches, threads)
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return float(np.median(times))
 
 
 def _clock_ghz():
@@ -133,14 +122,14 @@ def _bench_layer(n, c, h, repeats, clock, torch, rng):
         raise RuntimeError(f"packed conv disagrees with the float conv (N={n}, C={c}, H={h})")
 
     r = {"macs": n * h * h * m * c * 9}
-    r["numpy"] = _median_seconds(lambda: im2col_conv2d(x, w), max(3, repeats // 3), clock)
-    r["packed"] = _median_seconds(lambda: layer(x_words), repeats, clock)
-    r["pack"] = _median_seconds(lambda: kernels_pack.pack_signs(x_nhwc), repeats, clock)
+    r["numpy"] = median_seconds(lambda: im2col_conv2d(x, w), max(3, repeats // 3), clock)
+    r["packed"] = median_seconds(lambda: layer(x_words), repeats, clock)
+    r["pack"] = median_seconds(lambda: kernels_pack.pack_signs(x_nhwc), repeats, clock)
     r["torch"] = float("nan")
     if torch is not None:
         xt, wt = torch.from_numpy(x), torch.from_numpy(w)
         with torch.no_grad():
-            r["torch"] = _median_seconds(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
+            r["torch"] = median_seconds(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
                                          repeats, clock)
     return r
 

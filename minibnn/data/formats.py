@@ -13,7 +13,6 @@ import hashlib
 import os
 import pickle
 import zlib
-from pathlib import Path
 
 import numpy as np
 

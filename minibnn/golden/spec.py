@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import functional as F
 from ..autograd import Tensor
 from ..nn import Parameter
 from .io import Case, Expected, select_names
