@@ -92,21 +92,27 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def _one_hot(labels: np.ndarray, n: int, c: int, dtype) -> np.ndarray:
+    """Integer labels (N,) -> one-hot (N, C), with errors for float dtypes and bad values."""
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"cross_entropy: integer class labels expected, got dtype {labels.dtype} "
+                        "(pass soft targets as an (N, C) float array)")
+    if labels.shape[0] != n:
+        raise ValueError(f"cross_entropy: {labels.shape[0]} labels for a batch of {n} rows")
+    if labels.size and (labels.min() < 0 or labels.max() >= c):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {c - 1}], "
+                         f"found values from {labels.min()} to {labels.max()}")
+    one_hot = np.zeros((n, c), dtype=dtype)
+    one_hot[np.arange(n), labels] = 1.0
+    return one_hot
+
+
 def nll_from_log_probs(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """-log p[target] from log-probabilities (N, C); target int labels (N,) or soft (N, C)."""
     n, c = log_probs.shape
     target = target.data if isinstance(target, Tensor) else np.asarray(target)
     if target.ndim == 1:
-        if not np.issubdtype(target.dtype, np.integer):
-            raise TypeError(f"cross_entropy: integer class labels expected, got dtype {target.dtype} "
-                            "(pass soft targets as an (N, C) float array)")
-        if target.shape[0] != n:
-            raise ValueError(f"cross_entropy: {target.shape[0]} labels for a batch of {n} rows")
-        if target.size and (target.min() < 0 or target.max() >= c):
-            raise ValueError(f"cross_entropy: labels must lie in [0, {c - 1}], "
-                             f"found values from {target.min()} to {target.max()}")
-        weights = np.zeros((n, c), dtype=log_probs.dtype)
-        weights[np.arange(n), target] = 1.0                  # one-hot (N, C)
+        weights = _one_hot(target, n, c, log_probs.dtype)
     elif target.shape == (n, c):
         weights = target.astype(log_probs.dtype, copy=False)
     else:
@@ -128,10 +134,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean",
         n, c = logits.shape
         t = target.data if isinstance(target, Tensor) else np.asarray(target)
         if t.ndim == 1:
-            one_hot = np.zeros((n, c), dtype=logits.dtype)
-            nll_from_log_probs(log_probs.detach(), t)  # validates the labels
-            one_hot[np.arange(n), t] = 1.0
-            t = one_hot
+            t = _one_hot(t, n, c, logits.dtype)
         target = (1 - label_smoothing) * t + label_smoothing / c
     return nll_from_log_probs(log_probs, target, reduction)
 
