@@ -18,7 +18,7 @@ import importlib
 import importlib.util
 
 __all__ = ["Recipe", "METHODS", "make_loss", "add_method_arguments", "options_from_args",
-           "available_methods"]
+           "available_methods", "with_defaults"]
 
 METHODS = {
     "lcr": "minibnn.methods.lcr_recipe",
@@ -62,6 +62,14 @@ class Recipe:
     def train_transform(self, transform):
         """Wrap the loader's per-batch transform (x, rng) -> x, e.g. to return two views."""
         return transform
+
+
+def with_defaults(method: str, options: dict, defaults: dict) -> dict:
+    """A method's options merged over its defaults; unknown keys are an error naming them."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {method} options {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **options}
 
 
 def available_methods() -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..nn import binary as binary_nn
-from . import Recipe
+from . import Recipe, with_defaults
 from . import cmim
 
 __all__ = ["add_arguments", "options_from_args", "make_recipe", "DEFAULTS", "OfficialCMIM",
@@ -71,10 +71,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 
 def _options(values: dict) -> dict:
-    unknown = sorted(set(values) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"cmim: unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
-    o = {**DEFAULTS, **values}
+    o = with_defaults("CMIM", values, DEFAULTS)
     checks = [(o["form"] in ("official", "paper"), f"form must be official or paper, got {o['form']!r}"),
               (o["alpha"] >= 0, f"alpha must be >= 0, got {o['alpha']}"),
               (o["tau"] > 0, f"tau must be positive, got {o['tau']}"),

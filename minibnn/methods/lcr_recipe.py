@@ -23,7 +23,7 @@ from ..autograd import Tensor, no_grad
 from ..nn import Parameter
 from ..nn import binary as binary_nn
 from ..quantizers import make_quantizer, make_weight_quantizer
-from . import Recipe
+from . import Recipe, with_defaults
 from .lcr import VARIANTS, PowerIterationState, lcr_terms, loss_multiplier
 
 __all__ = ["LCRRecipe", "add_arguments", "options_from_args", "make_recipe", "DEFAULTS",
@@ -79,10 +79,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 
 def _resolve_options(options: dict) -> dict:
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown LCR options {unknown}; known: {sorted(DEFAULTS)}")
-    o = {**DEFAULTS, **options}
+    o = with_defaults("LCR", options, DEFAULTS)
     if o["variant"] not in VARIANTS:
         raise ValueError(f"LCR variant must be one of {', '.join(VARIANTS)}, got {o['variant']!r}")
     if o["reference"] not in REFERENCES:

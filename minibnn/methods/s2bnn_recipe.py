@@ -32,7 +32,7 @@ from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..data import transforms
 from ..models.heads import MLPHead
-from . import Recipe
+from . import Recipe, with_defaults
 from .s2bnn import (DEFAULT_MOMENTUM, DEFAULT_TAU, MoCoQueue, distribution_loss, knn_predict,
                     moco_logits, momentum_update)
 
@@ -121,10 +121,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
 
 def _resolve_options(options: dict) -> dict:
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"s2bnn: unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
-    o = {**DEFAULTS, **options}
+    o = with_defaults("S2-BNN", options, DEFAULTS)
     if o["variant"] not in VARIANTS:
         raise ValueError(f"s2bnn: variant must be one of {', '.join(VARIANTS)}, "
                          f"got {o['variant']!r}")
