@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -45,9 +45,15 @@ def cross_entropy_loss(model, batch) -> LossOutput:
     return LossOutput(loss, logits, {"ce": loss.item()})
 
 
-class Callback(Protocol):
-    def on_epoch_start(self, epoch: int) -> dict: ...        # returns values to log (lr, t, k)
-    def on_epoch_end(self, epoch: int, row: dict) -> None: ...
+class Callback:
+    """Hooks at epoch boundaries; override what you need (the defaults do nothing)."""
+
+    def on_epoch_start(self, epoch: int) -> dict:
+        """Called before each epoch; returns values to log (lr, EDE t and k, ...)."""
+        return {}
+
+    def on_epoch_end(self, epoch: int, row: dict) -> None:
+        """Called after each epoch with its history row."""
 
 
 class _Totals:

@@ -21,7 +21,7 @@ from .checkpoint import CheckpointError, atomic_write_text, load_state, save_sta
 from .config import TrainConfig
 from .history import write_history
 from ..methods import Recipe
-from .loop import NonFiniteLossError, cross_entropy_loss, evaluate, fit
+from .loop import Callback, NonFiniteLossError, cross_entropy_loss, evaluate, fit
 from .setup import make_lr_schedule, make_optimizer
 
 __all__ = ["run_training", "resume_training", "load_model", "RunResult", "build_run",
@@ -69,7 +69,7 @@ def _loaders(config: TrainConfig, train, val, recipe):
     return train_loader, val_loader
 
 
-class _EpochSchedules:
+class _EpochSchedules(Callback):
     """Sets the learning rate (and the EDE t, k of binary layers) at the start of each epoch."""
 
     def __init__(self, config: TrainConfig, optimizer, model):
@@ -92,18 +92,12 @@ class _EpochSchedules:
             values.update(ede_t=t, ede_k=k)
         return values
 
-    def on_epoch_end(self, epoch, row):
-        pass
 
-
-class _Checkpointer:
+class _Checkpointer(Callback):
     """After every epoch: last.npz (full state), best.npz (best model), history files."""
 
     def __init__(self, run, out_dir: Path, history: list, stop_after: int | None):
         self.run, self.out_dir, self.history, self.stop_after = run, out_dir, history, stop_after
-
-    def on_epoch_start(self, epoch):
-        return {}
 
     def on_epoch_end(self, epoch: int, row: dict) -> None:
         self.history.append(row)
