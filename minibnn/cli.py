@@ -12,6 +12,8 @@ import importlib
 import importlib.util
 import sys
 
+from .allocator import keep_freed_memory
+
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # name -> (module, one-line help). Nested groups (bench) map to a dict of the same.
@@ -93,6 +95,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()       # NumPy's big temporaries reuse heap pages (see allocator.py)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

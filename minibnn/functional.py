@@ -1,11 +1,13 @@
 """`minibnn.functional` (import as F): the user-facing operations, named as in
 torch.nn.functional where the concept exists (with `axis` for torch's `dim`).
 
-Primitives live in autograd/ops.py, composites in autograd/functional.py, convolution, pooling
-and batch norm in autograd/conv.py; this module gathers them in one namespace.
+Primitives live in autograd/ops.py, composites in autograd/functional.py, convolution and
+pooling in autograd/conv.py, batch norm in autograd/batchnorm.py; this module gathers them in
+one namespace.
 """
 
-from .autograd.conv import adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d
+from .autograd.batchnorm import batch_norm
+from .autograd.conv import adaptive_avg_pool2d, avg_pool2d, conv2d, max_pool2d
 from .autograd.functional import (cross_entropy, dropout, hardtanh, kl_div, leaky_relu, linear,
                                   log_softmax, logsumexp, mse_loss, nll_from_log_probs, normalize,
                                   prelu, relu, sigmoid, softmax, std, tanh, var)

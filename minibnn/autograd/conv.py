@@ -1,9 +1,9 @@
-"""Convolution, pooling and batch normalisation on NCHW arrays, as fused Functions.
+"""Convolution and pooling on NCHW arrays, as fused Functions (batch norm is in batchnorm.py).
 
-conv2d lowers to one matrix product with im2col (a strided window view copied once into a
-(C*kh*kw, N*OH*OW) matrix); its backward scatters the column gradient back with one strided
-add per kernel tap (kh*kw slice additions, no np.add.at). Batch norm is fused because its
-backward has a short closed form that is several times faster than the composite graph.
+conv2d lowers to matrix products with im2col: chunk by chunk of images, the input's windows are
+copied into a (rows, kh*kw*C) matrix that multiplies the weights; its backward scatters the
+column gradient back with col2im (kernels.py holds both, with their NumPy twins; no np.add.at).
+Pooling uses strided window views and one strided add per kernel tap in backward.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .function import Function
+from .kernels import col2im, im2col, to_channels_last
 from .tensor import Tensor
 
-__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm"]
+__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 
 def _pair(v) -> tuple[int, int]:
@@ -48,38 +49,28 @@ def _scatter_taps(dtaps: np.ndarray, padded_shape: tuple, k: tuple, s: tuple,
 
 
 # ------------------------------------------------------------------------------ conv2d
-def _im2col_nhwc(x: np.ndarray, k: tuple, s: tuple, p: tuple, out: tuple) -> np.ndarray:
-    """(N, C, H, W) -> columns (N*OH*OW, kh*kw*C), channels innermost.
-
-    Rows are output pixels, so the product with the weights has the long axis first, which is
-    the orientation in which BLAS runs fastest; one padded NHWC copy feeds one window copy.
-    """
-    n, c, h, w = x.shape
-    xh = np.zeros((n, h + 2 * p[0], w + 2 * p[1], c), dtype=x.dtype)    # (N, Hp, Wp, C)
-    xh[:, p[0] : p[0] + h, p[1] : p[1] + w] = x.transpose(0, 2, 3, 1)
-    win = sliding_window_view(xh, k, axis=(1, 2))                        # (N, Hp', Wp', C, kh, kw)
-    win = win[:, : (out[0] - 1) * s[0] + 1 : s[0], : (out[1] - 1) * s[1] + 1 : s[1]]
-    return win.transpose(0, 1, 2, 4, 5, 3).reshape(n * out[0] * out[1], -1)
+CHUNK_BYTES = 8 << 20   # im2col buffer per chunk of images: small enough to stay in cache
 
 
-def _col2im_nhwc(dcols: np.ndarray, x_shape: tuple, k: tuple, s: tuple, p: tuple,
-                 out: tuple) -> np.ndarray:
-    """Adjoint of _im2col_nhwc: (N*OH*OW, kh*kw*C) -> (N, C, H, W), one strided add per tap."""
-    n, c, h, w = x_shape
-    taps = dcols.reshape(n, out[0], out[1], k[0], k[1], c)               # (N, OH, OW, kh, kw, C)
-    dxh = np.zeros((n, h + 2 * p[0], w + 2 * p[1], c), dtype=dcols.dtype)
-    for i in range(k[0]):
-        for j in range(k[1]):
-            dxh[:, i : i + s[0] * out[0] : s[0], j : j + s[1] * out[1] : s[1]] += taps[:, :, :, i, j]
-    return dxh[:, p[0] : p[0] + h, p[1] : p[1] + w].transpose(0, 3, 1, 2)
+def _image_chunks(n: int, rows_per_image: int, row_bytes: int) -> list[tuple[int, int]]:
+    """Ranges of whole images whose columns fill about CHUNK_BYTES (at least one image); the
+    first range is the longest, so one buffer sized for it serves them all."""
+    step = max(1, CHUNK_BYTES // max(1, rows_per_image * row_bytes))
+    return [(n0, min(n, n0 + step)) for n0 in range(0, n, step)]
 
 
 class Conv2d(Function):
     """y[n,m] = sum_{c,i,j} w[m,c,i,j] * xpad[n, c, s*oh + i, s*ow + j]  (+ b[m]).
 
     Shapes: x (N, C, H, W), w (M, C, kh, kw) -> y (N, M, OH, OW).
-    As one matrix product: cols (N*OH*OW, kh*kw*C), W2 (M, kh*kw*C), y2 = cols @ W2^T.
-        dW2 = dy2^T @ cols,   dcols = dy2 @ W2 -> col2im -> dx,   db = sum of dy over N, OH, OW.
+    As matrix products over chunks of images, with cols = im2col(x) (rows, kh*kw*C) and
+    W2 (M, kh*kw*C) the weight with channels innermost:
+        y2 = cols @ W2^T,   dW2 = sum over chunks of cols^T @ dy2,   dx = col2im(dy2 @ W2),
+        db = sum of dy over N, OH, OW.
+    Memory is laid out channels-last (NHWC) inside: the output is an NCHW view of NHWC memory,
+    which the following batch norm and activation keep, so the next conv's input needs no copy.
+    The columns are not kept for backward; they are rebuilt chunk by chunk (a cheap copy), which
+    keeps a conv's saved state at the size of its input instead of kh*kw times that.
     """
 
     @staticmethod
@@ -87,28 +78,43 @@ class Conv2d(Function):
         n, m, k = x.shape[0], w.shape[0], w.shape[2:]
         out = (_out_size(x.shape[2], k[0], stride[0], padding[0]),
                _out_size(x.shape[3], k[1], stride[1], padding[1]))
-        cols = _im2col_nhwc(x, k, stride, padding, out)                  # (N*OH*OW, kh*kw*C)
+        xh = to_channels_last(x)                                         # (N, H, W, C)
         w2 = w.transpose(0, 2, 3, 1).reshape(m, -1)                      # (M, kh*kw*C)
-        y2 = cols @ w2.T                                                 # (N*OH*OW, M)
+        rows = out[0] * out[1]                                           # output pixels per image
+        y2 = np.empty((n * rows, m), dtype=np.result_type(x, w))         # (N*OH*OW, M)
+        chunks = _image_chunks(n, rows, w2.shape[1] * x.itemsize)
+        buffer = np.empty((chunks[0][1] * rows, w2.shape[1]), dtype=x.dtype)
+        for n0, n1 in chunks:
+            cols = im2col(xh[n0:n1], k, stride, padding, out, buffer[: (n1 - n0) * rows])
+            np.matmul(cols, w2.T, out=y2[n0 * rows : n1 * rows])         # (chunk rows, M)
         if b is not None:
             y2 += b
-        ctx.save_for_backward(cols, w2)
+        ctx.save_for_backward(xh, w2)
         ctx.geometry = (x.shape, w.shape, stride, padding, out)
         return y2.reshape(n, *out, m).transpose(0, 3, 1, 2)              # (N, M, OH, OW) view
 
     @staticmethod
     def backward(ctx, dy):
-        cols, w2 = ctx.saved_tensors
+        xh, w2 = ctx.saved_tensors
         x_shape, w_shape, stride, padding, out = ctx.geometry
         m, c, kh, kw = w_shape
+        k, rows = (kh, kw), out[0] * out[1]
         dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, m)                    # (N*OH*OW, M)
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = _col2im_nhwc(dy2 @ w2, x_shape, (kh, kw), stride, padding, out)
-        if ctx.needs_input_grad[1]:
-            dw = (dy2.T @ cols).reshape(m, kh, kw, c).transpose(0, 3, 1, 2)
-        if ctx.needs_input_grad[2]:
-            db = dy2.sum(axis=0)
+        want_dx, want_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dxh = np.zeros(xh.shape, dtype=dy.dtype) if want_dx else None    # (N, H, W, C)
+        dw2 = np.zeros(w2.shape[::-1], dtype=dy.dtype) if want_dw else None  # (kh*kw*C, M)
+        chunks = _image_chunks(x_shape[0], rows, w2.shape[1] * xh.itemsize)
+        buffer = np.empty((chunks[0][1] * rows, w2.shape[1]), dtype=dy.dtype)
+        for n0, n1 in chunks:
+            dy_chunk = dy2[n0 * rows : n1 * rows]                        # (chunk rows, M)
+            cols = buffer[: dy_chunk.shape[0]]                           # (chunk rows, kh*kw*C)
+            if want_dw:
+                dw2 += im2col(xh[n0:n1], k, stride, padding, out, cols).T @ dy_chunk
+            if want_dx:
+                col2im(np.matmul(dy_chunk, w2, out=cols), dxh[n0:n1], k, stride, padding, out)
+        dx = dxh.transpose(0, 3, 1, 2) if want_dx else None              # (N, C, H, W) view
+        dw = dw2.T.reshape(m, kh, kw, c).transpose(0, 3, 1, 2) if want_dw else None
+        db = dy2.sum(axis=0) if ctx.needs_input_grad[2] else None
         return dx, dw, db
 
 
@@ -212,74 +218,3 @@ def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
                  for j in range(ow)]
         rows.append(ops.stack(cells, axis=-1))           # (N, C, OW)
     return ops.stack(rows, axis=-2)                      # (N, C, OH, OW)
-
-
-# ---------------------------------------------------------------------------- batch norm
-class BatchNorm(Function):
-    """y = gamma * (x - mu) / sqrt(var + eps) + beta over axis 1 (channels).
-
-    Training: mu, var = batch mean and biased variance over all axes but 1, and
-        dx = gamma / sqrt(var + eps) / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)).
-    Evaluation: mu, var are the running statistics (constants), dx = dy * gamma / sqrt(var + eps).
-    """
-
-    @staticmethod
-    def forward(ctx, x, gamma, beta, mean=None, var=None, eps=1e-5, training=True):
-        axes = (0,) + tuple(range(2, x.ndim))
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype).reshape(shape)
-        xhat = (x - mean.astype(x.dtype).reshape(shape)) * inv_std
-        ctx.save_for_backward(xhat, inv_std, gamma)
-        ctx.axes, ctx.shape, ctx.training = axes, shape, training
-        y = xhat * gamma.reshape(shape) if gamma is not None else xhat
-        return y + beta.reshape(shape) if beta is not None else y
-
-    @staticmethod
-    def backward(ctx, dy):
-        xhat, inv_std, gamma = ctx.saved_tensors
-        dbeta = dy.sum(axis=ctx.axes)
-        dgamma = (dy * xhat).sum(axis=ctx.axes)
-        scale = inv_std * (gamma.reshape(ctx.shape) if gamma is not None else 1)
-        if ctx.training:
-            n = dy.size // dbeta.size
-            dx = scale / n * (n * dy - dbeta.reshape(ctx.shape) - xhat * dgamma.reshape(ctx.shape))
-        else:
-            dx = dy * scale
-        return dx, dgamma, dbeta
-
-
-def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarray | None,
-               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Batch normalisation over axis 1 of (N, C) or (N, C, H, W), as torch's batch_norm.
-
-    In training the running statistics (ndarrays, updated in place) move towards the batch's:
-    running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
-    """
-    if x.ndim not in (2, 3, 4):
-        raise ValueError(f"batch_norm: expected (N, C), (N, C, L) or (N, C, H, W), got {x.shape}")
-    c = x.shape[1]
-    for name, arr in (("running_mean", running_mean), ("running_var", running_var),
-                      ("weight", weight), ("bias", bias)):
-        if arr is not None and np.shape(getattr(arr, "data", arr)) != (c,):
-            raise ValueError(f"batch_norm: {name} must have shape ({c},) for input {x.shape}, "
-                             f"got {np.shape(getattr(arr, 'data', arr))}")
-    if training:
-        axes = (0,) + tuple(range(2, x.ndim))
-        n = x.size // c
-        if n < 2:
-            raise ValueError(f"batch_norm: training needs more than one value per channel, "
-                             f"got input of shape {x.shape}")
-        mean = x.data.mean(axis=axes)
-        var = x.data.var(axis=axes)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += momentum * var * (n / (n - 1))
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
-        mean, var = running_mean, running_var
-    return BatchNorm.apply(x, weight, bias, mean=mean, var=var, eps=eps, training=training)

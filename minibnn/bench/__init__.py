@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["setup_threads", "set_blas_threads", "clock_for", "median_seconds"]
+__all__ = ["setup_threads", "set_blas_threads", "clock_for", "median_seconds", "interleaved_medians"]
 
 
 def set_blas_threads(n: int) -> bool:
@@ -67,3 +67,24 @@ def median_seconds(fn: Callable[[], object], repeats: int,
         fn()
         times.append(clock() - start)
     return float(np.median(times))
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, block: int = 5,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median time of each function over `repeats` calls, measured in alternating blocks.
+
+    Each side runs `block` timed calls in a row, after one untimed call, then hands over to the
+    next side, until every side has its `repeats`. Alternating shares the slow phases of a busy
+    machine (and the allocator settling in) between the sides instead of landing them on
+    whichever ran first; blocks, with the untimed call after each hand-over, keep one library's
+    worker threads, which spin for a while after their last call, out of the other's timings.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    while any(len(t) < repeats for t in times.values()):
+        for name, fn in fns.items():
+            fn()
+            for _ in range(min(block, repeats - len(times[name]))):
+                start = clock()
+                fn()
+                times[name].append(clock() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from . import median_seconds
+from . import interleaved_medians
 
 __all__ = ["add_arguments", "run", "conv_bn_relu_step"]
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=64, help="batch size N (default: 64)")
     parser.add_argument("--channels", type=int, default=128, help="channels C in and out (default: 128)")
     parser.add_argument("--size", type=int, default=16, help="spatial size H = W (default: 16)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed repetitions; the median is reported (default: 10)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed repetitions of each side, taken in turns; the median is reported (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
 
 
@@ -69,19 +69,25 @@ def run(args: argparse.Namespace) -> int:
     gmac = 3 * n * c * c * 9 * s * s / 1e9   # forward conv + two backward products
     print(f"conv3x3(pad 1) + BatchNorm(train) + ReLU, forward + backward: "
           f"N={n}, C={c}, {s}x{s}, float32 ({gmac:.2f} GMAC), median of {args.repeats}")
-    t_ours = median_seconds(lambda: conv_bn_relu_step(arrays), args.repeats)
-    print(f"  minibnn (NumPy) : {t_ours * 1e3:8.1f} ms   {gmac / t_ours:6.1f} GMAC/s")
+    steps = {"minibnn": lambda: conv_bn_relu_step(arrays)}
     try:
         import torch
     except ImportError:
+        torch = None
+    if torch is not None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(threads)
+        steps["torch"] = lambda: _torch_step(torch, arrays)
+    times = interleaved_medians(steps, args.repeats)     # the two take turns, so noise is shared
+    t_ours = times["minibnn"]
+    print(f"  minibnn (NumPy) : {t_ours * 1e3:8.1f} ms   {gmac / t_ours:6.1f} GMAC/s")
+    if torch is None:
         print("  PyTorch         : not installed (pip install torch to compare)")
         return 0
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(threads)
     y_ours, dx_ours = conv_bn_relu_step(arrays)
     y_ref, dx_ref = _torch_step(torch, arrays)
     agree = np.allclose(y_ours, y_ref, atol=1e-4) and np.allclose(dx_ours, dx_ref, atol=1e-4)
-    t_torch = median_seconds(lambda: _torch_step(torch, arrays), args.repeats)
+    t_torch = times["torch"]
     ratio = t_ours / t_torch
     print(f"  PyTorch {torch.__version__:<8}: {t_torch * 1e3:8.1f} ms   {gmac / t_torch:6.1f} GMAC/s"
           f"   ({threads} threads)")
