@@ -44,6 +44,17 @@ EPILOG = """examples:
 run 'minibnn COMMAND --help' for the options of each command."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless its help already says it or the default is None
+    (an unset option, whose help says what happens then)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the command and the fix."""
 
@@ -72,7 +83,7 @@ def _add_commands(subparsers, table: dict, prefix: str) -> None:
         if not _available(module):
             continue
         sub = subparsers.add_parser(name, help=help_text, description=help_text,
-                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                    formatter_class=_HelpFormatter)
         importlib.import_module(module).add_arguments(sub)
         sub.set_defaults(_module=module)
 
