@@ -16,6 +16,7 @@ import shutil
 import statistics
 from pathlib import Path
 
+from minibnn.allocator import keep_freed_memory
 from minibnn.train import TrainConfig, load_state, resume_training, run_training
 
 # Per-model options. The small CNN gets 4 epochs instead of `minibnn train`'s default 8, and
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     args = parser.parse_args()
+    keep_freed_memory()                                     # as `minibnn train` does
     out = Path(args.out)
     lines = ["| model | binary: val acc | s/epoch | real twin: val acc | s/epoch |",
              "|---|---|---|---|---|"]

@@ -6,32 +6,24 @@ the same thread count, so every side of a comparison runs on the same cores.
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import os
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["setup_threads", "set_blas_threads", "clock_for", "median_seconds", "interleaved_medians"]
+from ..blas_threads import set_blas_threads
+
+__all__ = ["setup_threads", "set_blas_threads", "clock_for", "median_seconds", "interleaved_medians",
+           "settle"]
+
+SETTLE_SECONDS = 0.25
 
 
-def set_blas_threads(n: int) -> bool:
-    """Best effort: give NumPy's bundled OpenBLAS the same thread count as numba and torch
-    (idle BLAS threads otherwise spin, which also inflates --timer cpu)."""
-    pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
-    for path in glob.glob(pattern):
-        try:
-            lib = ctypes.CDLL(path)                      # the already loaded copy
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "openblas_set_num_threads"):
-            if hasattr(lib, name):
-                getattr(lib, name)(ctypes.c_int(n))
-                return True
-    return False
+def settle() -> None:
+    """Pause long enough for the worker threads of whichever library ran last to stop spinning
+    and sleep (OpenBLAS spins about 0.1 s after a product, OpenMP pools a few ms): otherwise
+    they share the cores with the next measurement and can double its time (blas_threads.py)."""
+    time.sleep(SETTLE_SECONDS)
 
 
 def setup_threads(requested: int) -> tuple[int, Any, bool]:
@@ -58,8 +50,9 @@ def clock_for(timer: str) -> Callable[[], float]:
 
 def median_seconds(fn: Callable[[], object], repeats: int,
                    clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median time of `repeats` calls of fn, after one untimed warm-up call (JIT compilation,
-    first-touch allocations, thread start-up)."""
+    """Median time of `repeats` calls of fn, after a settle() pause and one untimed warm-up
+    call (JIT compilation, first-touch allocations, thread start-up)."""
+    settle()
     fn()
     times = []
     for _ in range(repeats):
@@ -73,15 +66,16 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, bloc
                         clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median time of each function over `repeats` calls, measured in alternating blocks.
 
-    Each side runs `block` timed calls in a row, after one untimed call, then hands over to the
-    next side, until every side has its `repeats`. Alternating shares the slow phases of a busy
-    machine (and the allocator settling in) between the sides instead of landing them on
-    whichever ran first; blocks, with the untimed call after each hand-over, keep one library's
+    Each side runs `block` timed calls in a row, after a settle() pause and one untimed call,
+    then hands over to the next side, until every side has its `repeats`. Alternating shares
+    the slow phases of a busy machine (and the allocator settling in) between the sides instead
+    of landing them on whichever ran first; the pause at each hand-over keeps one library's
     worker threads, which spin for a while after their last call, out of the other's timings.
     """
     times: dict[str, list[float]] = {name: [] for name in fns}
     while any(len(t) < repeats for t in times.values()):
         for name, fn in fns.items():
+            settle()
             fn()
             for _ in range(min(block, repeats - len(times[name]))):
                 start = clock()

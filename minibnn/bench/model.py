@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from ..engine import bitpack, graph
-from . import clock_for, setup_threads
+from . import clock_for, interleaved_medians, setup_threads
 
 __all__ = ["add_arguments", "run", "calibrate_batchnorm", "torch_twin", "GOAL"]
 
@@ -152,20 +152,6 @@ def torch_twin(packed):
     return forward
 
 
-# ------------------------------------------------------------------------------ timing
-def _interleaved(fns: dict, repeats: int, clock) -> dict:
-    """Median seconds of each function, one call of each per round (after one warm-up)."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = clock()
-            fn()
-            times[name].append(clock() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
-
-
 def _bench_model(name, args, torch, clock, rng) -> list:
     from ..autograd import Tensor, no_grad
     from ..engine.export import export
@@ -191,7 +177,7 @@ def _bench_model(name, args, torch, clock, rng) -> list:
         if twin is not None:
             fns["torch"] = lambda: twin(x)
         with no_grad():
-            t = _interleaved(fns, args.repeats, clock)
+            t = interleaved_medians(fns, args.repeats, clock=clock)
         rows.append((name, n, t, agree))
     return rows
 
@@ -205,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
           f"BLAS); numba "
           f"{numba.__version__}, numpy {np.__version__}, torch "
           f"{torch.__version__ if torch else 'not installed'}; timer {args.timer}, median of "
-          f"{args.repeats} interleaved rounds; load average {load[0]:.1f} on "
+          f"{args.repeats} calls in alternating blocks; load average {load[0]:.1f} on "
           f"{os.cpu_count()} cores")
     if load[0] > 0.5 * (os.cpu_count() or 1):
         print("WARNING: busy machine; threaded wall-clock times are noisy (try --threads 1 or "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..blas_threads import single_blas_thread
 from ..npzio import load_npz, save_npz
 from .graph import NODE_TYPES, Node, Stage
 
@@ -126,8 +127,9 @@ class PackedModel:
 
     def _run(self, x: np.ndarray, trace: dict | None) -> tuple:
         regs = {INPUT: self._check_input(x)}
-        for node in self.nodes:
-            node.run(regs, trace)
+        with single_blas_thread():      # no spinning BLAS workers beside Numba's (blas_threads.py)
+            for node in self.nodes:
+                node.run(regs, trace)
         return regs[self.output], regs
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
