@@ -36,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
                         help="registry names (mlp, cnn, vgg_small, resnet20, resnet18, reactnet)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32], help="batch sizes N")
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--in-channels", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per measurement")
+    parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    parser.add_argument("--image-size", type=int, default=32, help="input height = width (CIFAR: 32)")
+    parser.add_argument("--in-channels", type=int, default=3, help="input channels (CIFAR: 3)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls of each side")
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS,
                         help="threads for numba and torch")
     parser.add_argument("--timer", choices=["wall", "cpu"], default="wall",

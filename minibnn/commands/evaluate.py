@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=None,
                         help="evaluate on this dataset's validation split (default: the one trained on)")
     parser.add_argument("--data-dir", default=None, help="folder holding downloaded datasets")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
 
 
 def run(args: argparse.Namespace) -> int:

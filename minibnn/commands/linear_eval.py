@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=100, help="classifier epochs (official: 100)")
     parser.add_argument("--lr", type=float, default=0.1,
                         help="SGD learning rate (S2-BNN README: 0.1), x0.1 at 60%% and 80%%")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=256, help="training batch size")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="weight decay of the linear classifier")
     parser.add_argument("--standardize", action="store_true",
                         help="z-score each embedding dimension with training-set statistics "
                              "(not in the official protocol)")

@@ -34,18 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="real-valued weights and activations (always on: the teacher is real)")
     what.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="mnist-t10k")
-    data.add_argument("--data-dir", default=None)
+    data.add_argument("--dataset", default="mnist-t10k", help="dataset to pre-train on (labels unused)")
+    data.add_argument("--data-dir", default=None, help="folder holding downloaded datasets")
     data.add_argument("--limit-train", type=int, default=0, metavar="N",
                       help="pretrain on the first N training images (0: all)")
     opt = parser.add_argument_group("optimisation (MoCo v2 defaults)")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
-    opt.add_argument("--lr", type=float, default=0.03)
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="optimizer (MoCo v2: SGD)")
+    opt.add_argument("--lr", type=float, default=0.03, help="peak learning rate (MoCo v2: 0.03)")
     opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    opt.add_argument("--weight-decay", type=float, default=1e-4)
-    opt.add_argument("--schedule", choices=SCHEDULES, default="cosine")
+    opt.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
+    opt.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule")
     opt.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 8)")
-    opt.add_argument("--batch-size", type=int, default=128)
+    opt.add_argument("--batch-size", type=int, default=128, help="training batch size")
     moco = parser.add_argument_group("MoCo")
     moco.add_argument("--moco-dim", type=int, default=d["dim"], help="projection size")
     moco.add_argument("--moco-k", type=int, default=d["queue"],
@@ -55,20 +55,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     moco.add_argument("--moco-t", type=float, default=d["tau"], help="InfoNCE temperature")
     moco.add_argument("--aug", choices=AUGMENTATIONS, default="moco_v2",
                       help="colour-jitter/blur probabilities on 3-channel data")
-    moco.add_argument("--crop-min", type=float, default=d["crop_min"])
+    moco.add_argument("--crop-min", type=float, default=d["crop_min"],
+                      help="smallest area fraction of a random resized crop")
     moco.add_argument("--noise", type=float, default=d["noise"],
                       help="pixel noise on 1-channel data")
-    moco.add_argument("--flip", type=float, default=d["flip"])
-    moco.add_argument("--shuffle-bn", type=int, default=d["shuffle_bn"], metavar="G")
-    moco.add_argument("--knn-bank", type=int, default=d["knn_bank"], metavar="N")
+    moco.add_argument("--flip", type=float, default=d["flip"], help="probability of a horizontal flip")
+    moco.add_argument("--shuffle-bn", type=int, default=d["shuffle_bn"], metavar="G",
+                      help="key encoder forward in G shuffled sub-batches (1: off)")
+    moco.add_argument("--knn-bank", type=int, default=d["knn_bank"], metavar="N",
+                      help="training images in the k-NN monitor's feature bank")
     run = parser.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     run.add_argument("--out", default=None,
                      help="run folder (default: runs/moco-MODEL-DATASET-...)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue a pretraining run bit-exactly (--epochs may extend it)")
-    run.add_argument("--stop-after", type=int, default=None, metavar="EPOCH")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
+                     help="stop after this epoch (the run can be resumed later)")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def config_from_args(args: argparse.Namespace):

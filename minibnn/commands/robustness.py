@@ -230,7 +230,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=0, metavar="N",
                         help="use the first N validation images only (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corruptions' randomness")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
     parser.add_argument("--data-dir", default=None, help="folder holding downloaded datasets")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="output folder (unset: CKPT's run folder / robustness)")

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     parser.add_argument("--input-shape", default="1,28,28", metavar="C,H,W",
                         help="input shape without the batch axis, e.g. 3,32,32 for CIFAR")
-    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--num-classes", type=int, default=10, help="outputs of the classifier")
 
 
 def _shape(text: str) -> tuple[int, int, int]:

@@ -39,15 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--limit-train", type=int, default=0, metavar="N",
                       help="train on the first N images only (0: all)")
     opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimizer")
     opt.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     opt.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
     opt.add_argument("--weight-decay", type=float, default=d.weight_decay,
                      help="weight decay (never applied to latent binary weights)")
     opt.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule")
-    opt.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    opt.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
+                     help="epochs of linear learning-rate warm-up before the schedule")
     opt.add_argument("--epochs", type=int, default=None, help=f"number of epochs (default: {d.epochs})")
-    opt.add_argument("--batch-size", type=int, default=d.batch_size)
+    opt.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
     opt.add_argument("--clip-weights", type=float, default=d.clip_weights,
                      help="clip latent binary weights to [-c, c] after each step (0: off)")
     opt.add_argument("--ede-t-min", type=float, default=d.ede_t_min, help="IR-Net EDE schedule start")
