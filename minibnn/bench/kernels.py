@@ -214,6 +214,9 @@ def run(args) -> int:
     print(f"  packing float32 NHWC input, % of the conv it feeds: worst {worst_pack:.1f}%, "
           f"median {np.median([r['pack_pct'] for r in top]):.1f}%   goal <= "
           f"{GOALS['pack_pct']:.0f}%: {_verdict(worst_pack, GOALS['pack_pct'], False)}")
+    print("    (packing runs at memory speed, faster than a NumPy copy of the same floats; it is "
+          "paid only where a float layer feeds a binary one, since binary layers emit packed "
+          "bits from their fused output stage)")
     return 0
 
 
