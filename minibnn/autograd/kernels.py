@@ -14,7 +14,8 @@ the image read zero, or are skipped in the adjoint).
 Why Numba here: the NumPy twins (a strided window view copied once, and one strided add per
 kernel tap) are correct and readable but spend as long as the matrix product itself moving
 memory; the kernels below do the same copies in one pass and fill a buffer the caller reuses
-chunk after chunk. They are deliberately serial: they are memory-bound, and a second Numba
+chunk after chunk (measured on the `minibnn bench autograd` block, N=64, C=128, 16x16, 2 cores:
+im2col 23 ms -> 4.4 ms, col2im 26 ms -> 4 ms, against about 20 ms per matrix product). They are deliberately serial: they are memory-bound, and a second Numba
 thread only fights OpenBLAS's own worker threads, which stay spinning between calls.
 Batch norm on channels-last memory, seen as a matrix (rows, C), takes two passes each way
 (statistics, then the affine map; gradient sums, then dx) instead of NumPy's five or six, with
