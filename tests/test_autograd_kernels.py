@@ -132,6 +132,21 @@ def test_conv_in_many_chunks_equals_one_chunk(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_conv_with_float32_input_and_float64_weight_has_gradients_of_each_dtype():
+    """Mixed precision takes separate column buffers for x's and dy's dtypes."""
+    rng = np.random.default_rng(7)
+    x32 = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
+    w64 = rng.normal(size=(4, 3, 3, 3))
+    grads = []
+    for x_data in (x32, x32.astype(np.float64)):
+        x, w = Tensor(x_data, requires_grad=True), Tensor(w64, requires_grad=True)
+        F.conv2d(x, w, padding=1).sum().backward()
+        grads.append((x.grad, w.grad))
+    assert grads[0][0].dtype == np.float32 and grads[0][1].dtype == np.float64
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-6)
+
+
 def test_conv_and_batch_norm_run_with_numba_disabled():
     """Under NUMBA_DISABLE_JIT=1 the NumPy twins take over and give the same numbers."""
     script = textwrap.dedent("""

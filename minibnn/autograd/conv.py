@@ -104,14 +104,17 @@ class Conv2d(Function):
         dxh = np.zeros(xh.shape, dtype=dy.dtype) if want_dx else None    # (N, H, W, C)
         dw2 = np.zeros(w2.shape[::-1], dtype=dy.dtype) if want_dw else None  # (kh*kw*C, M)
         chunks = _image_chunks(x_shape[0], rows, w2.shape[1] * xh.itemsize)
-        buffer = np.empty((chunks[0][1] * rows, w2.shape[1]), dtype=dy.dtype)
+        shape = (chunks[0][1] * rows, w2.shape[1])
+        cols_buffer = np.empty(shape, dtype=xh.dtype)                   # one buffer serves both
+        dcols_buffer = cols_buffer if dy.dtype == xh.dtype else np.empty(shape, dtype=dy.dtype)
         for n0, n1 in chunks:
             dy_chunk = dy2[n0 * rows : n1 * rows]                        # (chunk rows, M)
-            cols = buffer[: dy_chunk.shape[0]]                           # (chunk rows, kh*kw*C)
             if want_dw:
-                dw2 += im2col(xh[n0:n1], k, stride, padding, out, cols).T @ dy_chunk
+                cols = im2col(xh[n0:n1], k, stride, padding, out, cols_buffer[: len(dy_chunk)])
+                dw2 += cols.T @ dy_chunk                                 # (kh*kw*C, M)
             if want_dx:
-                col2im(np.matmul(dy_chunk, w2, out=cols), dxh[n0:n1], k, stride, padding, out)
+                dcols = np.matmul(dy_chunk, w2, out=dcols_buffer[: len(dy_chunk)])
+                col2im(dcols, dxh[n0:n1], k, stride, padding, out)       # (chunk rows, kh*kw*C)
         dx = dxh.transpose(0, 3, 1, 2) if want_dx else None              # (N, C, H, W) view
         dw = dw2.T.reshape(m, kh, kw, c).transpose(0, 3, 1, 2) if want_dw else None
         db = dy2.sum(axis=0) if ctx.needs_input_grad[2] else None
