@@ -173,24 +173,3 @@ def test_conv_and_batch_norm_run_with_numba_disabled():
         os.remove(path)
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-9, atol=1e-9)
 
-
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_keep_freed_memory_is_accepted_by_glibc():
-    from minibnn.allocator import keep_freed_memory
-
-    assert keep_freed_memory() is True
-
-
-def test_single_blas_thread_holds_openblas_at_one_and_restores_the_count():
-    from minibnn.blas_threads import blas_threads, set_blas_threads, single_blas_thread
-
-    before = blas_threads()
-    if before is None:
-        pytest.skip("NumPy is not linked to a findable OpenBLAS")
-    set_blas_threads(2)
-    try:
-        with single_blas_thread():
-            assert blas_threads() == 1
-        assert blas_threads() == 2
-    finally:
-        set_blas_threads(before)
