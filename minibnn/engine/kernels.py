@@ -153,6 +153,30 @@ def _accumulate4x3(acc, p, x, i, s, c, w, t):
 
 
 @njit(cache=True)
+def _assign9(acc, x0, x1, x2, s, w):
+    """A 3x3 kernel over one-word channels (C <= 64), one output row at a time:
+
+        acc[p, m] = sum_{kh, kw < 3} popcount(x_kh[p*s+kw, 0] ^ w[3kh+kw, 0, m])
+                                   + popcount(x_kh[p*s+kw, 1] ^ w[3kh+kw, 1, m])
+
+    x0, x1, x2 uint32 (pixels, 2) the three input rows; w uint32 (9, 2, M); acc (P, >= M).
+    All 18 popcounts of a pixel meet in registers and are stored once: with a single word per
+    pixel, the general path would load and store the accumulator for every kernel row and
+    spend more on call overhead than on popcounts when M is small.
+    """
+    _hot_loop_hints()
+    for p in range(acc.shape[0]):
+        r0, r1, r2 = _halves3(x0, p * s, 0), _halves3(x1, p * s, 0), _halves3(x2, p * s, 0)
+        for m in range(w.shape[2]):
+            acc[p, m] = (_popcount6(r0, w[0, 0, m], w[0, 1, m], w[1, 0, m], w[1, 1, m],
+                                    w[2, 0, m], w[2, 1, m])
+                         + _popcount6(r1, w[3, 0, m], w[3, 1, m], w[4, 0, m], w[4, 1, m],
+                                      w[5, 0, m], w[5, 1, m])
+                         + _popcount6(r2, w[6, 0, m], w[6, 1, m], w[7, 0, m], w[7, 1, m],
+                                      w[8, 0, m], w[8, 1, m]))
+
+
+@njit(cache=True)
 def _emit(acc, base, row_class, col_cls, mode, scale, bias, sgn, thr, out_i, out_f, out_b):
     """Fused output stage for P pixels (or rows).  acc uint (P, >= M) popcounts; the constant
     of pixel p is base[row_class, col_cls[p]] (base int32 (R, Cc, M): K, or the border table).
