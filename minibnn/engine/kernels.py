@@ -153,27 +153,30 @@ def _accumulate4x3(acc, p, x, i, s, c, w, t):
 
 
 @njit(cache=True)
-def _assign9(acc, x0, x1, x2, s, w):
-    """A 3x3 kernel over one-word channels (C <= 64), one output row at a time:
+def _row9(acc, x0, x1, x2, s, w, assign):
+    """A whole 3x3 kernel, one output row at a time, with the nine taps of a word together:
 
-        acc[p, m] = sum_{kh, kw < 3} popcount(x_kh[p*s+kw, 0] ^ w[3kh+kw, 0, m])
-                                   + popcount(x_kh[p*s+kw, 1] ^ w[3kh+kw, 1, m])
+        acc[p, m] (+)= sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
 
-    x0, x1, x2 uint32 (pixels, 2) the three input rows; w uint32 (9, 2, M); acc (P, >= M).
-    All 18 popcounts of a pixel meet in registers and are stored once: with a single word per
-    pixel, the general path would load and store the accumulator for every kernel row and
-    spend more on call overhead than on popcounts when M is small.
+    x0, x1, x2 uint32 (pixels, Cw32) the three input rows; w uint32 (9, Cw32, M); acc (P, >= M);
+    assign=True overwrites acc (no zeroing pass), else adds. All 18 popcounts of a word and a
+    pixel meet in registers before one accumulator update, a third of the accumulator traffic
+    of _accumulate4x3, and there is no call per 4 pixels. Each pixel reads every weight, so
+    this pays only while the weights stay in L1 (few channels); see kernels_conv._conv_rows.
     """
     _hot_loop_hints()
     for p in range(acc.shape[0]):
-        r0, r1, r2 = _halves3(x0, p * s, 0), _halves3(x1, p * s, 0), _halves3(x2, p * s, 0)
-        for m in range(w.shape[2]):
-            acc[p, m] = (_popcount6(r0, w[0, 0, m], w[0, 1, m], w[1, 0, m], w[1, 1, m],
-                                    w[2, 0, m], w[2, 1, m])
-                         + _popcount6(r1, w[3, 0, m], w[3, 1, m], w[4, 0, m], w[4, 1, m],
-                                      w[5, 0, m], w[5, 1, m])
-                         + _popcount6(r2, w[6, 0, m], w[6, 1, m], w[7, 0, m], w[7, 1, m],
-                                      w[8, 0, m], w[8, 1, m]))
+        for c in range(0, w.shape[1], 2):
+            r0, r1, r2 = _halves3(x0, p * s, c), _halves3(x1, p * s, c), _halves3(x2, p * s, c)
+            first = assign and c == 0
+            for m in range(w.shape[2]):
+                total = (_popcount6(r0, w[0, c, m], w[0, c + 1, m], w[1, c, m], w[1, c + 1, m],
+                                    w[2, c, m], w[2, c + 1, m])
+                         + _popcount6(r1, w[3, c, m], w[3, c + 1, m], w[4, c, m], w[4, c + 1, m],
+                                      w[5, c, m], w[5, c + 1, m])
+                         + _popcount6(r2, w[6, c, m], w[6, c + 1, m], w[7, c, m], w[7, c + 1, m],
+                                      w[8, c, m], w[8, c + 1, m]))
+                acc[p, m] = total if first else acc[p, m] + total
 
 
 @njit(cache=True)

@@ -11,8 +11,10 @@ idea; Bannink et al. 2021, arXiv:2011.09398). Imports numpy, numba and kernels.p
 import numpy as np
 from numba import njit, prange
 
-from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _assign9, _check_words, _emit,
-                      _output_arrays, _output_stage, _use_threads, popcount)
+from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _check_words, _emit,
+                      _output_arrays, _output_stage, _row9, _use_threads, popcount)
+
+ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
 
 __all__ = ["PackedConv2d", "prepare_conv2d", "binary_conv2d", "binary_conv2d_naive",
            "binary_conv2d_reference", "border_table"]
@@ -127,12 +129,12 @@ def _conv_rows(xp, wt, kw_total, stride, r0, r1, row_cls, col_cls, base,
     """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage."""
     oh_total, ow_total, m = out_i.shape[1], out_i.shape[2], wt.shape[2]
     acc = np.empty((ow_total, m + 16), np.uint32)   # +16 lanes: rows never 4 KiB apart
-    one_word_3x3 = wt.shape[0] == 9 and kw_total == 3 and wt.shape[1] == 2
+    small_3x3 = wt.shape[0] == 9 and kw_total == 3 and wt.size * 4 <= ROW9_MAX_WEIGHT_BYTES
     for r in range(r0, r1):
         n, oh = r // oh_total, r % oh_total
-        if one_word_3x3:                            # C <= 64: all taps in registers
+        if small_3x3:                               # few channels: all taps in registers
             ih = oh * stride
-            _assign9(acc, xp[n, ih], xp[n, ih + 1], xp[n, ih + 2], stride, wt)
+            _row9(acc, xp[n, ih], xp[n, ih + 1], xp[n, ih + 2], stride, wt, True)
         else:
             acc[:] = 0
             _conv_row(xp, wt, kw_total, n, oh, stride, acc)
