@@ -14,7 +14,7 @@ import platform
 import numba
 import numpy as np
 
-from . import clock_for, median_seconds, setup_threads
+from . import clock_for, interleaved_medians, setup_threads
 
 from minibnn.engine import bitpack, kernels, kernels_conv, kernels_pack
 
@@ -121,16 +121,17 @@ def _bench_layer(n, c, h, repeats, clock, torch, rng):
     if not np.array_equal(layer(x_words), y_float.transpose(0, 2, 3, 1).astype(np.int32)):
         raise RuntimeError(f"packed conv disagrees with the float conv (N={n}, C={c}, H={h})")
 
-    r = {"macs": n * h * h * m * c * 9}
-    r["numpy"] = median_seconds(lambda: im2col_conv2d(x, w), max(3, repeats // 3), clock)
-    r["packed"] = median_seconds(lambda: layer(x_words), repeats, clock)
-    r["pack"] = median_seconds(lambda: kernels_pack.pack_signs(x_nhwc), repeats, clock)
-    r["torch"] = float("nan")
+    fns = {"numpy": lambda: im2col_conv2d(x, w), "packed": lambda: layer(x_words),
+           "pack": lambda: kernels_pack.pack_signs(x_nhwc)}
     if torch is not None:
         xt, wt = torch.from_numpy(x), torch.from_numpy(w)
-        with torch.no_grad():
-            r["torch"] = median_seconds(lambda: torch.nn.functional.conv2d(xt, wt, padding=1),
-                                         repeats, clock)
+
+        def torch_conv():
+            with torch.no_grad():
+                return torch.nn.functional.conv2d(xt, wt, padding=1)
+        fns["torch"] = torch_conv
+    r = {"macs": n * h * h * m * c * 9, "torch": float("nan")}
+    r.update(interleaved_medians(fns, repeats, clock=clock))   # sides take turns: shared noise
     return r
 
 
