@@ -85,6 +85,19 @@ def test_reference_conv_is_a_plain_float_conv():
     np.testing.assert_array_equal(kernels_conv.binary_conv2d_reference(x, w, 2, 1), loops)
 
 
+@pytest.mark.parametrize("c", [1, 65, 130])
+@pytest.mark.parametrize("stride,padding,h,w", [(1, 1, 5, 6), (2, 1, 7, 9), (1, 0, 6, 7)])
+def test_3x3_conv_with_weights_beyond_l1_takes_the_tiled_path_exactly(c, stride, padding, h, w, rng):
+    """M = 480 puts the packed 3x3 weights above ROW9_MAX_WEIGHT_BYTES even at one word, so
+    these run the 4-pixel tiles (and their leftovers) instead of the register-summed rows."""
+    m = 480
+    assert 9 * 2 * -(-c // 64) * m * 4 > kernels_conv.ROW9_MAX_WEIGHT_BYTES
+    x, wt = random_pm1(rng, (2, c, h, w)), random_pm1(rng, (m, c, 3, 3))
+    ref = kernels_conv.binary_conv2d_reference(x, wt, stride, padding).transpose(0, 2, 3, 1)
+    got = kernels_conv.binary_conv2d(bitpack.pack_nhwc(x), bitpack.pack_nhwc(wt), c, stride, padding)
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_border_correction_matters():
     # All -1 input and weights: interior pixels see 9*C, corners only 4*C. With pad bit +1 and no
     # correction the corner would be 4*C - 5*C; the table must bring it back to 4*C.

@@ -153,13 +153,13 @@ def _accumulate4x3(acc, p, x, i, s, c, w, t):
 
 
 @njit(cache=True)
-def _row9(acc, x0, x1, x2, s, w, assign):
+def _row9(acc, x0, x1, x2, s, w):
     """A whole 3x3 kernel, one output row at a time, with the nine taps of a word together:
 
-        acc[p, m] (+)= sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
+        acc[p, m] = sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
 
-    x0, x1, x2 uint32 (pixels, Cw32) the three input rows; w uint32 (9, Cw32, M); acc (P, >= M);
-    assign=True overwrites acc (no zeroing pass), else adds. All 18 popcounts of a word and a
+    x0, x1, x2 uint32 (pixels, Cw32) the three input rows; w uint32 (9, Cw32, M); acc (P, >= M)
+    is overwritten (no zeroing pass). All 18 popcounts of a word and a
     pixel meet in registers before one accumulator update, a third of the accumulator traffic
     of _accumulate4x3, and there is no call per 4 pixels. Each pixel reads every weight, so
     this pays only while the weights stay in L1 (few channels); see kernels_conv._conv_rows.
@@ -168,7 +168,7 @@ def _row9(acc, x0, x1, x2, s, w, assign):
     for p in range(acc.shape[0]):
         for c in range(0, w.shape[1], 2):
             r0, r1, r2 = _halves3(x0, p * s, c), _halves3(x1, p * s, c), _halves3(x2, p * s, c)
-            first = assign and c == 0
+            first = c == 0
             for m in range(w.shape[2]):
                 total = (_popcount6(r0, w[0, c, m], w[0, c + 1, m], w[1, c, m], w[1, c + 1, m],
                                     w[2, c, m], w[2, c + 1, m])

@@ -134,7 +134,7 @@ def _conv_rows(xp, wt, kw_total, stride, r0, r1, row_cls, col_cls, base,
         n, oh = r // oh_total, r % oh_total
         if small_3x3:                               # few channels: all taps in registers
             ih = oh * stride
-            _row9(acc, xp[n, ih], xp[n, ih + 1], xp[n, ih + 2], stride, wt, True)
+            _row9(acc, xp[n, ih], xp[n, ih + 1], xp[n, ih + 2], stride, wt)
         else:
             acc[:] = 0
             _conv_row(xp, wt, kw_total, n, oh, stride, acc)
