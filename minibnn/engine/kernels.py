@@ -5,6 +5,9 @@ This file: popcount, the packed GEMM and binary linear layer, and the fused outp
 (scale/bias to float32, or a per-channel threshold that emits packed bits). The conv lives in
 kernels_conv.py, the fast float -> bits packer in kernels_pack.py. Imports numpy, numba and
 kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
+When editing: Numba's on-disk cache (cache=True) keys each function on its own file only, so
+kernels_conv.py keeps running its cached copies of the helpers here after they change; delete
+minibnn/engine/__pycache__/*.nbi and *.nbc before testing or timing an edit.
 Reference: Rastegari et al. 2016 (XNOR-Net), arXiv:1603.05279.
 """
 
