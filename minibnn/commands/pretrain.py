@@ -20,7 +20,7 @@ __all__ = ["add_arguments", "run", "config_from_args"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..methods.s2bnn_recipe import AUGMENTATIONS, DEFAULTS
+    from ..methods.s2bnn_recipe import DEFAULTS, add_view_arguments
     from ..train.config import OPTIMIZERS, SCHEDULES
 
     d = DEFAULTS
@@ -53,17 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     moco.add_argument("--moco-m", type=float, default=d["key_momentum"],
                       help="key-encoder momentum")
     moco.add_argument("--moco-t", type=float, default=d["tau"], help="InfoNCE temperature")
-    moco.add_argument("--aug", choices=AUGMENTATIONS, default="moco_v2",
-                      help="colour-jitter/blur probabilities on 3-channel data")
-    moco.add_argument("--crop-min", type=float, default=d["crop_min"],
-                      help="smallest area fraction of a random resized crop")
-    moco.add_argument("--noise", type=float, default=d["noise"],
-                      help="pixel noise on 1-channel data")
-    moco.add_argument("--flip", type=float, default=d["flip"], help="probability of a horizontal flip")
-    moco.add_argument("--shuffle-bn", type=int, default=d["shuffle_bn"], metavar="G",
-                      help="key encoder forward in G shuffled sub-batches (1: off)")
-    moco.add_argument("--knn-bank", type=int, default=d["knn_bank"], metavar="N",
-                      help="training images in the k-NN monitor's feature bank")
+    add_view_arguments(moco, "", "moco_v2")
     run = parser.add_argument_group("run")
     run.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     run.add_argument("--out", default=None,

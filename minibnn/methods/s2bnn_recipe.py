@@ -65,6 +65,25 @@ RECOMMENDED = {"optimizer": "adam", "schedule": "linear", "lr": 3e-4}
 
 
 # ------------------------------------------------------------------------- options
+def add_view_arguments(group, prefix: str, aug: str) -> None:
+    """The two views' augmentation and the MoCo machinery shared by `minibnn train --method
+    s2bnn` (prefix "s2bnn-") and `minibnn pretrain` (no prefix): --{prefix}aug, crop-min,
+    noise, flip, shuffle-bn and knn-bank, with DEFAULTS except for `aug`."""
+    d = DEFAULTS
+    group.add_argument(f"--{prefix}aug", choices=AUGMENTATIONS, default=aug,
+                       help="colour-jitter/blur probabilities on 3-channel data")
+    group.add_argument(f"--{prefix}crop-min", type=float, default=d["crop_min"],
+                       help="smallest area fraction of a random resized crop")
+    group.add_argument(f"--{prefix}noise", type=float, default=d["noise"],
+                       help="pixel noise std on 1-channel data")
+    group.add_argument(f"--{prefix}flip", type=float, default=d["flip"],
+                       help="probability of a horizontal flip")
+    group.add_argument(f"--{prefix}shuffle-bn", type=int, default=d["shuffle_bn"], metavar="G",
+                       help="key encoder forward in G shuffled sub-batches (1: off)")
+    group.add_argument(f"--{prefix}knn-bank", type=int, default=d["knn_bank"], metavar="N",
+                       help="training images in the k-NN validation monitor's feature bank")
+
+
 def add_arguments(group) -> None:
     d = DEFAULTS
     group.add_argument("--s2bnn-variant", choices=VARIANTS, default=d["variant"],
@@ -88,17 +107,7 @@ def add_arguments(group) -> None:
                        help="momentum of the key encoder")
     group.add_argument("--s2bnn-kd-weight", type=float, default=d["kd_weight"],
                        help="weight of the distribution loss")
-    group.add_argument("--s2bnn-aug", choices=AUGMENTATIONS, default=d["aug"],
-                       help="colour-jitter/blur probabilities on 3-channel data")
-    group.add_argument("--s2bnn-crop-min", type=float, default=d["crop_min"],
-                       help="smallest random-resized-crop area fraction")
-    group.add_argument("--s2bnn-noise", type=float, default=d["noise"],
-                       help="pixel noise std on 1-channel data")
-    group.add_argument("--s2bnn-flip", type=float, default=d["flip"], help="flip probability")
-    group.add_argument("--s2bnn-shuffle-bn", type=int, default=d["shuffle_bn"], metavar="G",
-                       help="key encoder forward in G shuffled sub-batches (1: off)")
-    group.add_argument("--s2bnn-knn-bank", type=int, default=d["knn_bank"], metavar="N",
-                       help="training images in the kNN validation monitor")
+    add_view_arguments(group, "s2bnn-", d["aug"])
     group.add_argument("--s2bnn-weight-init", choices=("default", "hardbinary"),
                        default=d["weight_init"],
                        help="latent binary weight init; hardbinary = official U[0, 1e-3)")
