@@ -30,14 +30,20 @@ _M_MMAP_THRESHOLD = -3
 def keep_freed_memory(mmap_threshold_mb: int = 256) -> bool:
     """Serve blocks below `mmap_threshold_mb` from the heap and keep freed heap memory.
 
-    Returns True when glibc accepted both settings, False elsewhere (other C libraries, or
-    platforms without mallopt), in which case nothing changed.
+    glibc versions that cap the threshold (mallopt(3) documents 32 MiB on 64-bit systems) get
+    the cap instead. Returns True when glibc accepted a threshold and the trim limit, False
+    elsewhere (other C libraries, or platforms without mallopt), in which case nothing changed.
     """
     name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError, TypeError):
         return False
-    threshold = int(mmap_threshold_mb) << 20
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * threshold))
+    threshold = 0
+    for mb in (int(mmap_threshold_mb), 32):
+        if mallopt(_M_MMAP_THRESHOLD, mb << 20):
+            threshold = mb << 20
+            break
+    if not threshold:
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, 2 * threshold))

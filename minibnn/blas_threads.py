@@ -63,7 +63,10 @@ def set_blas_threads(n: int) -> bool:
 
 @contextlib.contextmanager
 def single_blas_thread():
-    """Run the block with NumPy's BLAS on the calling thread only, then restore the count."""
+    """Run the block with NumPy's BLAS on the calling thread only, then restore the count.
+
+    The count is process-wide: NumPy products run meanwhile from other Python threads get one
+    BLAS thread too (slower, never wrong)."""
     before = blas_threads()
     if before is None or before == 1:
         yield

@@ -66,11 +66,13 @@ def test_im2col_rejects_a_buffer_of_the_wrong_shape():
         kernels.im2col(x, (3, 3), (1, 1), (1, 1), (4, 4), np.empty((31, 27), np.float32))
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_to_channels_last_equals_numpy_transpose(channels_last):
-    x = np.random.default_rng(3).normal(size=(2, 5, 3, 4)).astype(np.float32)
-    if channels_last:
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+def test_to_channels_last_equals_numpy_transpose(layout):
+    x = np.random.default_rng(3).normal(size=(2, 5, 3, 8)).astype(np.float32)
+    if layout == "channels_last":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    elif layout == "strided":
+        x = x[:, ::2, :, ::2]                                       # no contiguous layout at all
     got = kernels.to_channels_last(x)
     assert got.flags.c_contiguous and np.array_equal(got, x.transpose(0, 2, 3, 1))
 
@@ -94,22 +96,50 @@ def test_batch_norm_row_kernels_equal_their_numpy_twins():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def _batch_norm_run(data, g, b, training):
+    """Output, gradients and updated running statistics of one batch norm step."""
+    t = Tensor(data, requires_grad=True)
+    gamma = None if g is None else Tensor(g, requires_grad=True)
+    beta = None if b is None else Tensor(b, requires_grad=True)
+    mean, var = np.full(data.shape[1], 0.5), np.full(data.shape[1], 2.0)
+    y = F.batch_norm(t, mean, var, gamma, beta, training=training)
+    (y * Tensor(np.arange(y.data.size, dtype=np.float64).reshape(y.shape) % 7)).sum().backward()
+    grads = [p.grad for p in (gamma, beta) if p is not None]
+    return [y.data, t.grad, *grads, mean, var]
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(4, 6, 5, 3), (5, 6, 7), (9, 6)])
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_channels_last_and_nchw_memory_agree(training):
+def test_batch_norm_channels_last_and_nchw_memory_agree(training, shape, affine):
     """The same values in the two memory layouts take the two code paths; they must agree."""
     rng = np.random.default_rng(5)
-    x = rng.normal(size=(4, 6, 5, 3)) * 2 + 1
-    g, b = rng.normal(size=6), rng.normal(size=6)
-    results = []
-    for data in (np.ascontiguousarray(x), np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):
-        t, gamma, beta = Tensor(data, requires_grad=True), Tensor(g, requires_grad=True), Tensor(b, requires_grad=True)
-        mean, var = np.full(6, 0.5), np.full(6, 2.0)
-        y = F.batch_norm(t, mean, var, gamma, beta, training=training)
-        (y * Tensor(np.arange(y.data.size, dtype=np.float64).reshape(y.shape) % 7)).sum().backward()
-        results.append((y.data, t.grad, gamma.grad, beta.grad, mean, var))
-    assert results[1][0].transpose(0, 2, 3, 1).flags.c_contiguous     # really channels-last
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    x = rng.normal(size=shape) * 2 + 1
+    g, b = (rng.normal(size=6), rng.normal(size=6)) if affine else (None, None)
+    channels_last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    strided = np.repeat(x, 2, axis=0)[::2]                          # neither layout
+    results = [_batch_norm_run(data, g, b, training)
+               for data in (np.ascontiguousarray(x), np.moveaxis(channels_last, -1, 1), strided)]
+    assert np.moveaxis(results[1][0], 1, -1).flags.c_contiguous     # really channels-last
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            np.testing.assert_allclose(a, c, rtol=1e-10, atol=1e-10)
+
+
+def test_float16_takes_the_numpy_twins_and_matches_float32():
+    """The kernels are compiled for float32/float64 only; float16 must still work."""
+    rng = np.random.default_rng(8)
+    x, w = rng.normal(size=(2, 3, 6, 5)), rng.normal(size=(4, 3, 3, 3)) / 3
+    outs = []
+    for dtype in (np.float16, np.float32):
+        tx, tw = Tensor(x.astype(dtype), requires_grad=True), Tensor(w.astype(dtype), requires_grad=True)
+        y = F.batch_norm(F.conv2d(tx, tw, padding=1), np.zeros(4, dtype), np.ones(4, dtype),
+                         training=True)
+        (y * y).sum().backward()
+        assert y.dtype == dtype and tx.grad.dtype == dtype
+        outs.append((y.data.astype(np.float32), tx.grad.astype(np.float32)))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], atol=2e-2)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=2e-2, atol=0.2)
 
 
 def test_conv_in_many_chunks_equals_one_chunk(monkeypatch):
@@ -132,19 +162,22 @@ def test_conv_in_many_chunks_equals_one_chunk(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_conv_with_float32_input_and_float64_weight_has_gradients_of_each_dtype():
+def test_conv_with_mixed_input_and_weight_dtypes_has_gradients_of_each_dtype():
     """Mixed precision takes separate column buffers for x's and dy's dtypes."""
     rng = np.random.default_rng(7)
-    x32 = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
-    w64 = rng.normal(size=(4, 3, 3, 3))
-    grads = []
-    for x_data in (x32, x32.astype(np.float64)):
-        x, w = Tensor(x_data, requires_grad=True), Tensor(w64, requires_grad=True)
-        F.conv2d(x, w, padding=1).sum().backward()
-        grads.append((x.grad, w.grad))
-    assert grads[0][0].dtype == np.float32 and grads[0][1].dtype == np.float64
-    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6)
-    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-6)
+    x = rng.normal(size=(2, 3, 5, 4)).astype(np.float32).astype(np.float64)
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32).astype(np.float64)
+    grads = {}
+    for x_dtype, w_dtype in ((np.float64, np.float64), (np.float32, np.float64),
+                             (np.float64, np.float32)):
+        tx = Tensor(x.astype(x_dtype), requires_grad=True)
+        tw = Tensor(w.astype(w_dtype), requires_grad=True)
+        F.conv2d(tx, tw, padding=1).sum().backward()
+        assert tx.grad.dtype == x_dtype and tw.grad.dtype == w_dtype
+        grads[x_dtype, w_dtype] = (tx.grad, tw.grad)
+    for key in ((np.float32, np.float64), (np.float64, np.float32)):
+        for a, b in zip(grads[key], grads[np.float64, np.float64]):
+            np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
 def test_conv_and_batch_norm_run_with_numba_disabled():

@@ -37,6 +37,8 @@ class BatchNorm(Function):
         dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat)),
     the means taken over all axes but 1.
     Evaluation: mu, var are the running statistics (constants), dx = dy * gamma / sqrt(var + eps).
+    Backward recomputes xhat from the saved input array (not a copy, as in PyTorch): do not
+    modify it in place between forward and backward.
     """
 
     @staticmethod

@@ -69,8 +69,10 @@ class Conv2d(Function):
         db = sum of dy over N, OH, OW.
     Memory is laid out channels-last (NHWC) inside: the output is an NCHW view of NHWC memory,
     which the following batch norm and activation keep, so the next conv's input needs no copy.
-    The columns are not kept for backward; they are rebuilt chunk by chunk (a cheap copy), which
-    keeps a conv's saved state at the size of its input instead of kh*kw times that.
+    The columns are not kept for backward; when dW is wanted they are rebuilt chunk by chunk (a
+    cheap copy), which keeps a conv's saved state at the size of its input instead of kh*kw
+    times that. As in PyTorch, backward reads the input array itself when its memory is already
+    channels-last: do not modify it in place between forward and backward.
     """
 
     @staticmethod

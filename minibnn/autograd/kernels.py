@@ -17,10 +17,12 @@ memory; the kernels below do the same copies in one pass and fill a buffer the c
 chunk after chunk (measured on the `minibnn bench autograd` block, N=64, C=128, 16x16, 2 cores:
 im2col 23 ms -> 4.4 ms, col2im 26 ms -> 4 ms, against about 20 ms per matrix product). They are deliberately serial: they are memory-bound, and a second Numba
 thread only fights OpenBLAS's own worker threads, which stay spinning between calls.
-Batch norm on channels-last memory, seen as a matrix (rows, C), takes two passes each way
-(statistics, then the affine map; gradient sums, then dx) instead of NumPy's five or six, with
-float64 per-channel accumulators; xhat is recomputed from x where needed rather than stored.
-Under NUMBA_DISABLE_JIT=1 the NumPy twins are used instead (see the dispatchers at the end).
+Batch norm on channels-last memory, seen as a matrix (rows, C), takes three passes forward (mean,
+squared deviations, the affine map) and two backward (gradient sums, then dx) instead of
+NumPy's five or six, with float64 per-channel accumulators; xhat is recomputed from x where
+needed rather than stored.
+Under NUMBA_DISABLE_JIT=1, and for dtypes other than float32 and float64, the NumPy twins are
+used instead (see the dispatchers at the end).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ __all__ = ["im2col", "col2im", "im2col_reference", "col2im_reference", "jit_enab
 def jit_enabled() -> bool:
     """False under NUMBA_DISABLE_JIT=1, where the kernels would run as (very slow) Python."""
     return not numba.config.DISABLE_JIT
+
+
+def _use_kernels(*arrays: np.ndarray) -> bool:
+    """The Numba kernels are compiled for float32 and float64; any other dtype (float16, say)
+    and NUMBA_DISABLE_JIT=1 take the NumPy twins."""
+    return jit_enabled() and all(a.dtype in (np.float32, np.float64) for a in arrays)
 
 
 # ------------------------------------------------------------------------- NumPy reference twins
@@ -191,7 +199,7 @@ def to_channels_last(x: np.ndarray) -> np.ndarray:
     channels-last, else a copy (the kernel transposes in cache-sized slabs, twice as fast as
     NumPy's strided copy)."""
     xt = x.transpose(0, 2, 3, 1)
-    if xt.flags.c_contiguous or not jit_enabled():
+    if xt.flags.c_contiguous or not _use_kernels(x):
         return np.ascontiguousarray(xt)
     out = np.empty(xt.shape, dtype=x.dtype)
     _channels_last_kernel(x, out)
@@ -207,7 +215,7 @@ def im2col(x: np.ndarray, k: tuple, s: tuple, p: tuple, out: tuple,
         cols = np.empty(shape, dtype=x.dtype)
     elif cols.shape != shape or cols.dtype != x.dtype:
         raise ValueError(f"im2col: buffer must be {shape} {x.dtype}, got {cols.shape} {cols.dtype}")
-    if jit_enabled():
+    if _use_kernels(x):
         _im2col_kernel(x, k[0], k[1], s[0], s[1], p[0], p[1], out[0], out[1], cols)
     else:
         cols[...] = im2col_reference(x, k, s, p, out)
@@ -216,7 +224,7 @@ def im2col(x: np.ndarray, k: tuple, s: tuple, p: tuple, out: tuple,
 
 def col2im(dcols: np.ndarray, dx: np.ndarray, k: tuple, s: tuple, p: tuple, out: tuple) -> None:
     """dx (N, H, W, C) += the adjoint of im2col applied to dcols (N*OH*OW, kh*kw*C), in place."""
-    if jit_enabled():
+    if _use_kernels(dcols, dx):
         _col2im_kernel(dcols, k[0], k[1], s[0], s[1], p[0], p[1], out[0], out[1], dx)
     else:
         col2im_reference(dcols, dx, k, s, p, out)
@@ -224,12 +232,12 @@ def col2im(dcols: np.ndarray, dx: np.ndarray, k: tuple, s: tuple, p: tuple, out:
 
 def channel_stats(x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column (mean, biased variance) of a C-contiguous (rows, C) array, in float64."""
-    return _channel_stats_kernel(x2) if jit_enabled() else channel_stats_reference(x2)
+    return _channel_stats_kernel(x2) if _use_kernels(x2) else channel_stats_reference(x2)
 
 
 def normalize_rows(x2, mean, inv_std, gamma, beta) -> np.ndarray:
     """Batch norm's y on (rows, C); mean, inv_std, gamma, beta are (C,) of x2's dtype."""
-    if not jit_enabled():
+    if not _use_kernels(x2):
         return normalize_rows_reference(x2, mean, inv_std, gamma, beta)
     y = np.empty_like(x2)
     _normalize_rows_kernel(x2, mean, inv_std, gamma, beta, y)
@@ -238,7 +246,7 @@ def normalize_rows(x2, mean, inv_std, gamma, beta) -> np.ndarray:
 
 def bn_backward_rows(dy2, x2, mean, inv_std, scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dx, dgamma, dbeta) of training-mode batch norm on (rows, C); see the reference twin."""
-    if not jit_enabled():
+    if not _use_kernels(dy2, x2):
         return bn_backward_rows_reference(dy2, x2, mean, inv_std, scale)
     dgamma, dbeta = _bn_sums_kernel(dy2, x2, mean, inv_std)
     n = dy2.shape[0]

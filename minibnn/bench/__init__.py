@@ -1,7 +1,8 @@
 """Benchmarks behind `minibnn bench ...`: each module exposes add_arguments(parser) and run(args).
 
 Shared here: `setup_threads`, which gives Numba, PyTorch (when installed) and NumPy's OpenBLAS
-the same thread count, so every side of a comparison runs on the same cores.
+the same thread count, so every side of a comparison runs on the same cores, and
+`interleaved_medians`, the one timer of every side-by-side comparison.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import numpy as np
 
 from ..blas_threads import set_blas_threads
 
-__all__ = ["setup_threads", "set_blas_threads", "clock_for", "median_seconds", "interleaved_medians",
-           "settle"]
+__all__ = ["setup_threads", "set_blas_threads", "clock_for", "interleaved_medians", "settle"]
 
 SETTLE_SECONDS = 0.25
 
@@ -46,20 +46,6 @@ def setup_threads(requested: int) -> tuple[int, Any, bool]:
 def clock_for(timer: str) -> Callable[[], float]:
     """--timer cpu: process CPU time (steady on a busy machine); wall: time.perf_counter."""
     return time.process_time if timer == "cpu" else time.perf_counter
-
-
-def median_seconds(fn: Callable[[], object], repeats: int,
-                   clock: Callable[[], float] = time.perf_counter) -> float:
-    """Median time of `repeats` calls of fn, after a settle() pause and one untimed warm-up
-    call (JIT compilation, first-touch allocations, thread start-up)."""
-    settle()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        times.append(clock() - start)
-    return float(np.median(times))
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, block: int = 5,
