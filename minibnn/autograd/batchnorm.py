@@ -2,7 +2,7 @@
 
 Fused because its backward has a short closed form that is several times faster than the
 composite graph. When the input is channels-last in memory (the conv's output always is, and
-(N, C) trivially), it is viewed as a (rows, C) matrix and handled by the two-pass Numba kernels
+(N, C) trivially), it is viewed as a (rows, C) matrix and handled by the fused Numba kernels
 of kernels.py; any other layout takes the NumPy formulas. Both give the same numbers to float
 rounding, and the tests hold them to each other.
 """
