@@ -57,6 +57,8 @@ CONV_CASES = [  # (N, H, W, M, k, stride, padding): odd/even sizes, 3x3 and 1x1,
     (1, 6, 9, 17, 3, 1, 1),
     (3, 4, 5, 70, 1, 1, 0),
     (1, 5, 6, 3, 1, 2, 1),
+    (2, 6, 7, 32, 3, 1, 1),  # M a multiple of 16: the 3x3 row kernel writes the int32 output
+    (1, 7, 6, 16, 3, 2, 1),  # itself (over one word, or after summing several)
 ]
 
 
@@ -129,9 +131,10 @@ def stage_params(rng, m, acc_values):
     return scale, bias
 
 
+@pytest.mark.parametrize("m", [70, 64])
 @pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0)])
-def test_conv_fused_scale_bias_and_threshold(stride, padding, rng):
-    n, c, h, w, m = 3, 65, 6, 5, 70
+def test_conv_fused_scale_bias_and_threshold(stride, padding, m, rng):
+    n, c, h, w = 3, 65, 6, 5
     x, wt = random_pm1(rng, (n, c, h, w)), random_pm1(rng, (m, c, 3, 3))
     acc = kernels_conv.binary_conv2d_reference(x, wt, stride, padding).transpose(0, 2, 3, 1)
     scale, bias = stage_params(rng, m, acc.ravel())
@@ -167,6 +170,34 @@ def test_pack_signs_matches_bitpack(c, rng):
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     np.testing.assert_array_equal(kernels_pack.pack_signs(nhwc), bitpack.pack_bits(nhwc))
     np.testing.assert_array_equal(kernels_pack.pack_signs_reference(nhwc), bitpack.pack_bits(nhwc))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+def test_neg_bits64_equals_the_plain_compare_loop(dtype, rng):
+    a = (rng.normal(size=200) * 3).astype(dtype)
+    if np.issubdtype(dtype, np.floating):
+        a[::5], a[1::7], a[2::9] = 0.0, -0.0, np.nan               # 0, -0.0, NaN are not < 0
+    else:
+        a[::5] = 0
+
+    @numba.njit
+    def words(a, start, count):
+        return kernels_pack.neg_bits64(a, start, count)
+
+    for start, count in [(0, 64), (3, 64), (0, 1), (17, 15), (100, 16), (136, 64), (7, 33)]:
+        want = sum(1 << b for b in range(count) if a[start + b] < 0)
+        assert int(words(a, start, count)) == want, (start, count)
+        if count >= 16:
+            assert int(kernels_pack.neg_mask16(a, start)) == want & 0xFFFF    # the Python twin
+
+
+def test_row9_weights_layout(rng):
+    wt = rng.integers(0, 2**32, size=(9, 6, 37), dtype=np.uint32)      # 3 words, M = 37
+    wb = kernels.row9_weights(wt)
+    assert wb.shape == (3, 3, 18, 16)
+    for word, mb, tap, half, j in [(0, 0, 0, 0, 0), (2, 2, 8, 1, 4), (1, 1, 4, 0, 15)]:
+        assert wb[word, mb, 2 * tap + half, j] == wt[tap, 2 * word + half, 16 * mb + j]
+    assert not wb[:, 2, :, 5:].any()                                  # lanes past M are 0
 
 
 # ------------------------------------------------------------------------------ errors
@@ -223,6 +254,7 @@ def test_kernels_run_as_plain_python_with_numba_disabled():
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 mnemonics")
+@pytest.mark.skipif(bool(numba.config.DISABLE_JIT), reason="inspects compiled code")
 def test_inner_kernel_uses_a_hardware_popcount():
     fresh = numba.njit(kernels._accumulate1.py_func)             # uncached, so the asm is kept
     acc, x = np.zeros((1, 64), np.uint32), np.array([[3, 0]], np.uint32)

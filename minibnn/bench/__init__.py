@@ -17,6 +17,7 @@ from ..blas_threads import set_blas_threads
 __all__ = ["setup_threads", "set_blas_threads", "clock_for", "interleaved_medians", "settle"]
 
 SETTLE_SECONDS = 0.25
+WARMUP_SECONDS = 0.05
 
 
 def settle() -> None:
@@ -52,8 +53,10 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, bloc
                         clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Median time of each function over `repeats` calls, measured in alternating blocks.
 
-    Each side runs `block` timed calls in a row, after a settle() pause and one untimed call,
-    then hands over to the next side, until every side has its `repeats`. Alternating shares
+    Each side runs `block` timed calls in a row, after a settle() pause and untimed calls for
+    WARMUP_SECONDS (at least one), then hands over to the next side, until every side has its
+    `repeats`. The warm-up matters for millisecond kernels: on this kind of VM the first calls
+    after an idle pause run up to 1.5x slower while the cores come back up to speed. Alternating shares
     the slow phases of a busy machine (and the allocator settling in) between the sides instead
     of landing them on whichever ran first; the pause at each hand-over keeps one library's
     worker threads, which spin for a while after their last call, out of the other's timings.
@@ -62,7 +65,10 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, bloc
     while any(len(t) < repeats for t in times.values()):
         for name, fn in fns.items():
             settle()
+            start = time.perf_counter()
             fn()
+            while time.perf_counter() - start < WARMUP_SECONDS:
+                fn()
             for _ in range(min(block, repeats - len(times[name]))):
                 start = clock()
                 fn()

@@ -17,7 +17,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from .kernels_pack import pack_signs_reference
+from .kernels_pack import neg_bits64, pack_signs_reference
 
 __all__ = [
     "popcount", "fold_threshold", "scale_bias_reference", "threshold_reference",
@@ -155,31 +155,67 @@ def _accumulate4x3(acc, p, x, i, s, c, w, t):
         acc[p + 3, m] += _popcount6(x3, l0, h0, l1, h1, l2, h2)
 
 
+def row9_weights(wt: np.ndarray) -> np.ndarray:
+    """Re-lay 3x3 weights for _row9: wt uint32 (9, Cw32, M) -> uint32 (Cw32/2, ceil(M/16), 18, 16),
+
+        out[word, mb, 2t + half, j] = wt[t, 2 word + half, 16 mb + j]   (0 where 16 mb + j >= M)
+
+    so that the 18 weight halves one 16-lane block of output channels needs for one packed word
+    sit in one contiguous 1152-byte tile: a single base pointer with constant offsets.
+    """
+    taps, cw32, m = wt.shape
+    mp = -(-m // 16) * 16
+    padded = np.zeros((taps, cw32, mp), np.uint32)
+    padded[:, :, :m] = wt
+    tiles = padded.reshape(taps, cw32 // 2, 2, mp // 16, 16)       # (t, word, half, mb, j)
+    return np.ascontiguousarray(tiles.transpose(1, 3, 0, 2, 4)).reshape(cw32 // 2, mp // 16,
+                                                                        2 * taps, 16)
+
+
 @njit(cache=True)
-def _row9(acc, x0, x1, x2, s, w):
+def _row9(acc, x0, x1, x2, s, wb, out, base, row_class, col_cls, to_out):
     """A whole 3x3 kernel, one output row at a time, with the nine taps of a word together:
 
         acc[p, m] = sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
 
-    x0, x1, x2 uint32 (pixels, Cw32) the three input rows; w uint32 (9, Cw32, M); acc (P, >= M)
-    is overwritten (no zeroing pass). All 18 popcounts of a word and a
-    pixel meet in registers before one accumulator update, a third of the accumulator traffic
-    of _accumulate4x3, and there is no call per 4 pixels. Each pixel reads every weight, so
-    this pays only while the weights stay in L1 (few channels); see kernels_conv._conv_rows.
+    x0, x1, x2 uint32 (pixels, Cw32) the three input rows; wb from row9_weights; acc uint32
+    (P, >= 16 ceil(M/16)) is overwritten (no zeroing pass). With to_out (int output, M a
+    multiple of 16) the last word writes the finished result instead, as _emit's mode 0 would:
+    out int32 (P, M) = base[row_class, col_cls[p], m] - 2 acc[p, m], sparing a pass per pixel.
+
+    All 18 popcounts of a word and a pixel meet in registers before one accumulator update, and
+    the 16-lane loop over j has a constant trip count and one weight pointer with constant
+    offsets, so it compiles to 18 vpxord (weights from L1) + 18 vpopcntd + 18 vpaddd and no
+    scalar remainder. Each pixel reads every weight, so this pays only while the weights stay
+    in L1 (few channels); see kernels_conv._conv_rows.
     """
     _hot_loop_hints()
+    n_words, n_blocks = wb.shape[0], wb.shape[1]
+    wf = wb.reshape(-1)           # flat: offsets below are constants, no stride arithmetic
     for p in range(acc.shape[0]):
-        for c in range(0, w.shape[1], 2):
+        cc = col_cls[p]
+        for word in range(n_words):
+            c = 2 * word
             r0, r1, r2 = _halves3(x0, p * s, c), _halves3(x1, p * s, c), _halves3(x2, p * s, c)
-            first = c == 0
-            for m in range(w.shape[2]):
-                total = (_popcount6(r0, w[0, c, m], w[0, c + 1, m], w[1, c, m], w[1, c + 1, m],
-                                    w[2, c, m], w[2, c + 1, m])
-                         + _popcount6(r1, w[3, c, m], w[3, c + 1, m], w[4, c, m], w[4, c + 1, m],
-                                      w[5, c, m], w[5, c + 1, m])
-                         + _popcount6(r2, w[6, c, m], w[6, c + 1, m], w[7, c, m], w[7, c + 1, m],
-                                      w[8, c, m], w[8, c + 1, m]))
-                acc[p, m] = total if first else acc[p, m] + total
+            first, finish = word == 0, to_out and word == n_words - 1
+            for mb in range(n_blocks):
+                o = (word * n_blocks + mb) * 288                  # tile (word, mb): 18 x 16
+                for j in range(16):
+                    total = (_popcount6(r0, wf[o + j], wf[o + 16 + j], wf[o + 32 + j],
+                                        wf[o + 48 + j], wf[o + 64 + j], wf[o + 80 + j])
+                             + _popcount6(r1, wf[o + 96 + j], wf[o + 112 + j],
+                                          wf[o + 128 + j], wf[o + 144 + j],
+                                          wf[o + 160 + j], wf[o + 176 + j])
+                             + _popcount6(r2, wf[o + 192 + j], wf[o + 208 + j],
+                                          wf[o + 224 + j], wf[o + 240 + j],
+                                          wf[o + 256 + j], wf[o + 272 + j]))
+                    m = 16 * mb + j
+                    if not first:
+                        total += acc[p, m]
+                    if finish:
+                        out[p, m] = base[row_class, cc, m] - 2 * np.int32(total)
+                    else:
+                        acc[p, m] = total
 
 
 @njit(cache=True)
@@ -195,6 +231,7 @@ def _emit(acc, base, row_class, col_cls, mode, scale, bias, sgn, thr, out_i, out
     """
     _hot_loop_hints()
     m_total = scale.shape[0]
+    margin = np.empty(m_total if mode == 2 else 0, np.int32)
     for p in range(acc.shape[0]):
         cc = col_cls[p]                    # index base directly: a row view would cost refcounts
         if mode == 0:
@@ -205,13 +242,11 @@ def _emit(acc, base, row_class, col_cls, mode, scale, bias, sgn, thr, out_i, out
                 a = np.float32(base[row_class, cc, m] - 2 * np.int32(acc[p, m]))
                 out_f[p, m] = a * scale[m] + bias[m]
         else:
+            for m in range(m_total):              # margin < 0  <=>  sgn*a < thr (no overflow:
+                a = base[row_class, cc, m] - 2 * np.int32(acc[p, m])      # |a|, |thr| <= K+1)
+                margin[m] = sgn[m] * a - thr[m]
             for j in range(out_b.shape[1]):
-                word = np.uint64(0)
-                for b in range(min(64, m_total - 64 * j)):
-                    m = 64 * j + b
-                    a = base[row_class, cc, m] - 2 * np.int32(acc[p, m])
-                    word |= np.uint64(sgn[m] * a < thr[m]) << np.uint64(b)   # branch-free
-                out_b[p, j] = word
+                out_b[p, j] = neg_bits64(margin, 64 * j, min(64, m_total - 64 * j))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import numpy as np
 from numba import njit, prange
 
 from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _check_words, _emit,
-                      _output_arrays, _output_stage, _row9, _use_threads, popcount)
+                      _output_arrays, _output_stage, _row9, _use_threads, popcount,
+                      row9_weights)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
 
@@ -124,17 +125,21 @@ def _conv_row(xp, wt, kw_total, n, oh, stride, acc):
 
 
 @njit(cache=True)
-def _conv_rows(xp, wt, kw_total, stride, r0, r1, row_cls, col_cls, base,
+def _conv_rows(xp, wt, wb, kw_total, stride, r0, r1, row_cls, col_cls, base,
                mode, scale, bias, sgn, thr, out_i, out_f, out_b):
-    """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage."""
+    """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage.
+    wb: row9_weights(wt) for a 3x3 kernel whose weights fit in L1, else empty (the tiled path)."""
     oh_total, ow_total, m = out_i.shape[1], out_i.shape[2], wt.shape[2]
-    acc = np.empty((ow_total, m + 16), np.uint32)   # +16 lanes: rows never 4 KiB apart
-    small_3x3 = wt.shape[0] == 9 and kw_total == 3 and wt.size * 4 <= ROW9_MAX_WEIGHT_BYTES
-    for r in range(r0, r1):
+    acc = np.empty((ow_total, 16 * (m // 16) + 32), np.uint32)   # +16 lanes: rows never 4 KiB
+    direct = mode == 0 and m % 16 == 0            # _row9 writes int results itself
+    for r in range(r0, r1):                                        # apart; padded to 16 lanes
         n, oh = r // oh_total, r % oh_total
-        if small_3x3:                               # few channels: all taps in registers
+        if wb.size:                                 # few channels: all taps in registers
             ih = oh * stride
-            _row9(acc, xp[n, ih], xp[n, ih + 1], xp[n, ih + 2], stride, wt)
+            _row9(acc, xp[n, ih], xp[n, ih + 1], xp[n, ih + 2], stride, wb, out_i[n, oh], base,
+                  row_cls[oh], col_cls, direct)
+            if direct:
+                continue
         else:
             acc[:] = 0
             _conv_row(xp, wt, kw_total, n, oh, stride, acc)
@@ -143,19 +148,19 @@ def _conv_rows(xp, wt, kw_total, stride, r0, r1, row_cls, col_cls, base,
 
 
 @njit(cache=True)
-def _conv_serial(xp, wt, kw_total, stride, row_cls, col_cls, base,
+def _conv_serial(xp, wt, wb, kw_total, stride, row_cls, col_cls, base,
                  mode, scale, bias, sgn, thr, out_i, out_f, out_b):
-    _conv_rows(xp, wt, kw_total, stride, 0, out_i.shape[0] * out_i.shape[1], row_cls, col_cls,
+    _conv_rows(xp, wt, wb, kw_total, stride, 0, out_i.shape[0] * out_i.shape[1], row_cls, col_cls,
                base, mode, scale, bias, sgn, thr, out_i, out_f, out_b)
 
 
 @njit(cache=True, parallel=True)
-def _conv_parallel(xp, wt, kw_total, stride, row_cls, col_cls, base,
+def _conv_parallel(xp, wt, wb, kw_total, stride, row_cls, col_cls, base,
                    mode, scale, bias, sgn, thr, out_i, out_f, out_b):
     n_rows = out_i.shape[0] * out_i.shape[1]
     per_task = max(1, n_rows // 64)                 # ~64 tasks: balance without tiny tasks
     for t in prange((n_rows + per_task - 1) // per_task):
-        _conv_rows(xp, wt, kw_total, stride, t * per_task, min(n_rows, (t + 1) * per_task),
+        _conv_rows(xp, wt, wb, kw_total, stride, t * per_task, min(n_rows, (t + 1) * per_task),
                    row_cls, col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b)
 
 
@@ -180,6 +185,8 @@ class PackedConv2d:
         # (kh*kw, Cw32, M): output channels contiguous, uint32 lanes (16 per 512-bit register).
         self.wt = np.ascontiguousarray(w_words.view(np.uint32).transpose(1, 2, 3, 0)).reshape(
             self.kh * self.kw, -1, self.m)
+        small_3x3 = (self.kh, self.kw) == (3, 3) and self.wt.nbytes <= ROW9_MAX_WEIGHT_BYTES
+        self.wb = row9_weights(self.wt) if small_3x3 else np.zeros((0, 0, 18, 16), np.uint32)
         ones = np.unpackbits(w_words.view(np.uint8), axis=-1).sum(axis=-1)          # (M, kh, kw)
         self.tap_sums = (self.c - 2 * ones).transpose(1, 2, 0).astype(np.int64)   # (kh, kw, M)
         self.stage = _output_stage(self.m, self.kh * self.kw * self.c, scale, bias, to_bits)
@@ -209,7 +216,7 @@ class PackedConv2d:
         out_i, out_f, out_b, out = _output_arrays(mode, (n, oh, ow), self.m)
         macs = n * oh * ow * self.m * self.kh * self.kw * self.c
         run = _conv_parallel if _use_threads(macs) else _conv_serial
-        run(xp.view(np.uint32), self.wt, self.kw, self.stride, row_cls, col_cls, base,
+        run(xp.view(np.uint32), self.wt, self.wb, self.kw, self.stride, row_cls, col_cls, base,
             mode, scale, bias, sgn, thr, out_i, out_f, out_b)
         return out
 

@@ -2,13 +2,73 @@
 
 Same format as bitpack.pack_bits (bit b of word w = element 64w + b, bit = x < 0, so 0 and -0.0
 are +1, tail bits 0), but one pass over the floats, threaded, and able to read NCHW directly.
-Used where a float layer hands over to a binary one. Imports numpy and numba only.
+Used where a float layer hands over to a binary one, and by the output stages that emit bits
+(kernels._emit, ops.stage): `neg_bits64` is the one place where values become bits. Imports
+numpy, numba and llvmlite only.
 """
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
-__all__ = ["pack_signs", "pack_signs_reference"]
+__all__ = ["pack_signs", "pack_signs_reference", "neg_mask16", "neg_bits64"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sixteen compares to sixteen bits in three instructions. A plain loop `word |= (x[b] < 0) << b`
+# compiles to a shift and an OR per element; LLVM's <16 x i1> -> i16 bitcast of a vector compare
+# is vcmpps/vpcmpd into a mask register and one kmovw on AVX-512 (a movemask on AVX2).
+
+def neg_mask16(a, i):
+    """Bits b < 16 set where a[i + b] < 0 (0, -0.0 and NaN give 0).  a 1-D, i + 16 <= a.size."""
+    word = 0
+    for b in range(16):
+        word |= int(a[i + b] < 0) << b
+    return np.uint32(word)
+
+
+@intrinsic
+def _neg_mask16(typingctx, a, i):
+    ok = (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+          and a.dtype in (types.float32, types.float64, types.int32, types.int64)
+          and isinstance(i, types.Integer))
+    if not ok:
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(a)(context, builder, args[0])
+        start = context.cast(builder, args[1], i, types.intp)
+        vec = ir.VectorType(context.get_data_type(a.dtype), 16)
+        ptr = builder.bitcast(builder.gep(ary.data, [start]), vec.as_pointer())
+        values = builder.load(ptr, align=a.dtype.bitwidth // 8)
+        zero = ir.Constant(vec, None)
+        if isinstance(a.dtype, types.Float):
+            neg = builder.fcmp_ordered("<", values, zero)         # NaN < 0 is false, as in NumPy
+        else:
+            neg = builder.icmp_signed("<", values, zero)
+        return builder.zext(builder.bitcast(neg, ir.IntType(16)), ir.IntType(32))
+    return types.uint32(a, i), codegen
+
+
+@overload(neg_mask16, inline="always")
+def _neg_mask16_jit(a, i):
+    return lambda a, i: _neg_mask16(a, i)
+
+
+@njit(cache=True, inline="always")
+def neg_bits64(a, start, count):
+    """One packed word: bit b (b < count <= 64) = a[start + b] < 0.  a 1-D C-contiguous
+    float32/float64/int32/int64; reads a[start : start + count] only."""
+    word = np.uint64(0)
+    b = 0
+    while b + 16 <= count:
+        word |= np.uint64(neg_mask16(a, start + b)) << np.uint64(b)
+        b += 16
+    while b < count:                                  # the last count % 16 elements
+        word |= np.uint64(a[start + b] < 0) << np.uint64(b)
+        b += 1
+    return word
 
 
 def pack_signs_reference(x: np.ndarray) -> np.ndarray:
@@ -23,14 +83,12 @@ def pack_signs_reference(x: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, parallel=True)
 def _pack_rows_nhwc(x, out):
-    """x float (R, K) -> out uint32 (R, 2*W64): 32-bit halves of the little-endian words."""
+    """x float (R, K) -> out uint64 (R, W64)."""
     k = x.shape[1]
     for r in prange(x.shape[0]):
+        row = x[r]
         for w in range(out.shape[1]):
-            word = np.uint32(0)
-            for b in range(min(32, k - 32 * w)):      # 32-bit lanes: twice the compares per op
-                word |= np.uint32(x[r, 32 * w + b] < 0) << np.uint32(b)
-            out[r, w] = word
+            out[r, w] = neg_bits64(row, 64 * w, min(64, k - 64 * w))
 
 
 @njit(cache=True, parallel=True)
@@ -64,5 +122,5 @@ def pack_signs(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
         raise ValueError(f"pack_signs: layout must be 'NHWC' or 'NCHW', found {layout!r}")
     k = x.shape[-1]
     out = np.zeros(x.shape[:-1] + (-(-k // 64),), np.uint64)
-    _pack_rows_nhwc(x.reshape(-1, k), out.reshape(-1, out.shape[-1]).view(np.uint32))
+    _pack_rows_nhwc(x.reshape(-1, k), out.reshape(-1, out.shape[-1]))
     return out

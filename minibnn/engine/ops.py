@@ -22,6 +22,8 @@ Numba pass rather than five NumPy ones (Numba's second home after engine/kernels
 import numpy as np
 from numba import njit, prange
 
+from .kernels_pack import neg_bits64
+
 __all__ = ["ACTIVATIONS", "stage", "stage_reference", "conv2d_float", "linear_float",
            "global_avg_pool", "avg_down2", "flatten_nchw", "l2_normalize"]
 
@@ -45,6 +47,7 @@ def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_str
     res_end = res_off + cr * res_reps                      # channels off .. end get r, tiled
     zero = np.float32(0.0)
     buf = np.empty(m, np.float32)
+    shifted = np.empty(m, np.float32)                      # t + sign_bias, before packing
     for row in range(r0, r1):
         n, oh = row // oh_total, row % oh_total
         for ow in range(ow_total):
@@ -87,12 +90,10 @@ def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_str
                 for c in range(m):
                     o[c] = buf[c]
             if want_bits:
+                for c in range(m):
+                    shifted[c] = buf[c] + sign_bias[c]
                 for w in range(bits.shape[3]):
-                    word = np.uint64(0)
-                    for b in range(min(64, m - 64 * w)):
-                        neg = (buf[64 * w + b] + sign_bias[64 * w + b]) < zero
-                        word |= np.uint64(neg) << np.uint64(b)
-                    bits[n, oh, ow, w] = word
+                    bits[n, oh, ow, w] = neg_bits64(shifted, 64 * w, min(64, m - 64 * w))
 
 
 @njit(cache=True)
