@@ -147,6 +147,26 @@ def test_stage_kernel_equals_numpy_twin(case):
     np.testing.assert_array_equal(bits, ref_bits)
 
 
+@pytest.mark.parametrize("sign_bias", [None, "zeros", "negative zeros"])
+def test_stage_without_sign_bias_packs_exactly_as_the_twin(sign_bias):
+    """A zero sign bias is skipped inside the kernel; relu's exact zeros and -0.0 outputs
+    (beta = -0.0 on a zeroed channel) must still pack as +1."""
+    rng = np.random.default_rng(3)
+    m = 70
+    x = rng.integers(-40, 40, size=(2, 3, 4, m)).astype(np.int32)
+    ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
+    gamma, beta = rng.normal(size=m).astype(np.float32), rng.normal(size=m).astype(np.float32)
+    gamma[:5], beta[:5] = 0.0, -0.0                             # t = 0 * ... + -0.0
+    sb = {None: None, "zeros": zeros, "negative zeros": -zeros}[sign_bias]
+    for act in ("relu", "identity"):
+        args = (x, 1, ones, zeros, ones, gamma, beta)
+        out, bits = ops.stage(*args, act=act, sign_bias=sb, want_out=True, want_bits=True)
+        ref_out, ref_bits = ops.stage_reference(*args, act=act, sign_bias=sb)
+        np.testing.assert_array_equal(out, ref_out)
+        np.testing.assert_array_equal(bits, ref_bits)
+        assert (out == 0).any()
+
+
 @pytest.mark.parametrize("slope", [0.25, -0.5])
 def test_integer_threshold_reproduces_the_stage(slope):
     rng = np.random.default_rng(7)

@@ -40,41 +40,40 @@ def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_str
                 want_bits):
     """Output rows r0:r1 (row = n * OH + oh) of the stage.  x int32/float32 (N, H, W, M);
     res float32 (N, H', W', Cr) or (0, 0, 0, 0); out float32 (N, OH, OW, M) and bits uint64
-    (N, OH, OW, W64), dummies when not wanted. Vectors float32 (M,); lo, hi float32."""
+    (N, OH, OW, W64), dummies when not wanted. Vectors float32 (M,); lo, hi float32.
+    Arrays are indexed in full, never sliced per pixel: a slice is a view whose reference
+    count both threads would update atomically on one shared cache line."""
     m = x.shape[3]
     oh_total, ow_total = x.shape[1] // pool, x.shape[2] // pool
     cr = res.shape[3]
     res_end = res_off + cr * res_reps                      # channels off .. end get r, tiled
     zero = np.float32(0.0)
     buf = np.empty(m, np.float32)
-    shifted = np.empty(m, np.float32)                      # t + sign_bias, before packing
     for row in range(r0, r1):
         n, oh = row // oh_total, row % oh_total
+        ih, rh = oh * pool, oh * res_stride
         for ow in range(ow_total):
-            src = x[n, oh * pool, ow * pool]
+            iw, rw = ow * pool, ow * res_stride
             for c in range(m):
-                buf[c] = np.float32(src[c])
+                buf[c] = np.float32(x[n, ih, iw, c])
             for i in range(pool):                          # max-pool before anything else
                 for j in range(pool):
                     if i + j > 0:
-                        src = x[n, oh * pool + i, ow * pool + j]
                         for c in range(m):
-                            v = np.float32(src[c])
+                            v = np.float32(x[n, ih + i, iw + j, c])
                             if v > buf[c]:
                                 buf[c] = v
             if cr == m:                                    # scale, BN (model's order), + r
-                rrow = res[n, oh * res_stride, ow * res_stride]
                 for c in range(m):
                     t = (((buf[c] * alpha[c]) - mean[c]) * inv_std[c]) * gamma[c] + beta[c]
-                    buf[c] = t + rrow[c]
+                    buf[c] = t + res[n, rh, rw, c]
             else:
                 for c in range(m):
                     buf[c] = (((buf[c] * alpha[c]) - mean[c]) * inv_std[c]) * gamma[c] + beta[c]
             if 0 < cr < m:                                 # zero-padded or tiled residual
-                rrow = res[n, oh * res_stride, ow * res_stride]
                 for c0 in range(res_off, res_end, cr):
                     for c in range(cr):
-                        buf[c0 + c] = buf[c0 + c] + rrow[c]
+                        buf[c0 + c] = buf[c0 + c] + res[n, rh, rw, c]
             if act == 1:
                 for c in range(m):
                     buf[c] = min(max(buf[c], lo), hi)
@@ -86,14 +85,14 @@ def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_str
                     u = buf[c] + b_in[c]
                     buf[c] = (u if u > zero else u * slope[c]) + b_out[c]
             if want_out:
-                o = out[n, oh, ow]
                 for c in range(m):
-                    o[c] = buf[c]
+                    out[n, oh, ow, c] = buf[c]
             if want_bits:
-                for c in range(m):
-                    shifted[c] = buf[c] + sign_bias[c]
+                if sign_bias.size:                         # the values to pack, in place;
+                    for c in range(m):                     # empty when all zero, since
+                        buf[c] = buf[c] + sign_bias[c]     # t + 0 < 0 exactly when t < 0
                 for w in range(bits.shape[3]):
-                    bits[n, oh, ow, w] = neg_bits64(shifted, 64 * w, min(64, m - 64 * w))
+                    bits[n, oh, ow, w] = neg_bits64(buf, 64 * w, min(64, m - 64 * w))
 
 
 @njit(cache=True)
@@ -139,6 +138,7 @@ def stage_reference(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_st
 
 
 _EMPTY_RES = np.zeros((0, 0, 0, 0), np.float32)
+_EMPTY_VEC = np.zeros(0, np.float32)
 
 
 def stage(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_stride=1, res_off=0,
@@ -166,11 +166,13 @@ def stage(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_stride=1, re
     bits = np.empty((n, oh, ow, -(-m // 64)) if want_bits else (0, 0, 0, 0), np.uint64)
     ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
     pick = lambda v, default: default if v is None else v                # noqa: E731
+    # A zero sign bias is passed empty so the kernel skips adding it: t + 0 < 0 <=> t < 0.
+    sb = _EMPTY_VEC if sign_bias is None or not np.any(sign_bias) else sign_bias
     run = _stage_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _stage_serial
     run(np.ascontiguousarray(x), int(pool), alpha, mean, inv_std, gamma, beta,
         _EMPTY_RES if res is None else np.ascontiguousarray(res), int(res_stride), int(res_off),
         int(res_reps), ACTIVATIONS[act], np.float32(lo), np.float32(hi), pick(b_in, zeros),
-        pick(slope, ones), pick(b_out, zeros), pick(sign_bias, zeros), out, bits,
+        pick(slope, ones), pick(b_out, zeros), sb, out, bits,
         bool(want_out), bool(want_bits))
     return (out if want_out else None), (bits if want_bits else None)
 
