@@ -104,8 +104,8 @@ assert (kernels_conv.binary_conv2d(bitpack.pack_nhwc(xs), bitpack.pack_nhwc(ws),
 # 3. `PackedConv2d` (`prepare_conv2d`) on one thread: weights re-laid with output channels
 #    innermost so the vectoriser runs 512-bit XOR + popcount over 16 channels at a time, four
 #    pixels and a whole kernel row sharing each accumulator update (or, when the packed weights
-#    fit in L1, all nine taps of a pixel summed in registers), padding once plus the border
-#    table;
+#    fit in L1, all nine taps of a pixel summed in registers from weights re-laid in tiles of
+#    16 channels, one pointer with constant offsets), padding once plus the border table;
 # 4. the same on all cores (layers above ~5 MMAC are split over threads by output rows).
 # Timings are medians of a few calls after a warm-up call (which includes JIT compilation); on a
 # busy machine the threaded rung suffers most.

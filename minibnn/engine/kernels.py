@@ -1,7 +1,9 @@
 """XNOR-popcount kernels on packed +-1 words (Numba), each beside a NumPy reference twin.
 
 For a, b in {-1,+1}^K packed as bits (1 means -1, tail bits 0):  a.b = K - 2 popcount(a XOR b).
-This file: popcount, the packed GEMM and binary linear layer, and the fused output stages
+This file: popcount, the microkernels shared by the GEMM and the conv (with the 3x3 row kernel
+_row9 and its weight tiles, row9_weights), the packed GEMM and binary linear layer, and the
+fused output stages
 (scale/bias to float32, or a per-channel threshold that emits packed bits). The conv lives in
 kernels_conv.py, the fast float -> bits packer in kernels_pack.py. Imports numpy, numba and
 kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
