@@ -172,6 +172,17 @@ def test_pack_signs_matches_bitpack(c, rng):
     np.testing.assert_array_equal(kernels_pack.pack_signs_reference(nhwc), bitpack.pack_bits(nhwc))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int8, np.int64, np.bool_])
+def test_pack_signs_takes_any_real_dtype(dtype, rng):
+    x = (rng.normal(size=(2, 3, 5, 70)) * 3).astype(dtype)        # 70: one vector word + tail
+    np.testing.assert_array_equal(kernels_pack.pack_signs(x), kernels_pack.pack_signs_reference(x))
+    nchw = x.transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(kernels_pack.pack_signs(nchw, "NCHW"),
+                                  kernels_pack.pack_signs_reference(x))
+    with pytest.raises(ValueError, match="real numbers.*complex"):
+        kernels_pack.pack_signs(x.astype(np.complex64))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
 def test_neg_bits64_equals_the_plain_compare_loop(dtype, rng):
     a = (rng.normal(size=200) * 3).astype(dtype)

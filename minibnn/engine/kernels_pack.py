@@ -53,7 +53,17 @@ def _neg_mask16(typingctx, a, i):
 
 @overload(neg_mask16, inline="always")
 def _neg_mask16_jit(a, i):
-    return lambda a, i: _neg_mask16(a, i)
+    vector_ok = (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                 and a.dtype in (types.float32, types.float64, types.int32, types.int64))
+    if vector_ok:
+        return lambda a, i: _neg_mask16(a, i)
+
+    def compares(a, i):                            # other dtypes and layouts: one at a time
+        word = np.uint32(0)
+        for b in range(16):
+            word |= np.uint32(a[i + b] < 0) << np.uint32(b)
+        return word
+    return compares
 
 
 @njit(cache=True, inline="always")
@@ -110,8 +120,13 @@ def _pack_nchw(x, out):
 
 def pack_signs(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     """Fast packer for activations.  "NHWC": (..., C) -> uint64 (..., W64);
-    "NCHW": (N, C, H, W) -> uint64 (N, H, W, ceil(C/64)).  bit = x < 0 (0 and -0.0 -> +1)."""
+    "NCHW": (N, C, H, W) -> uint64 (N, H, W, ceil(C/64)).  bit = x < 0 (0 and -0.0 -> +1).
+    Any real dtype; float16, which Numba cannot compile, is widened to float32 (exactly)."""
     x = np.ascontiguousarray(x)
+    if x.dtype == np.float16:
+        x = x.astype(np.float32)
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"pack_signs expects real numbers, found dtype {x.dtype}")
     if layout == "NCHW":
         if x.ndim != 4:
             raise ValueError(f"pack_signs(layout='NCHW') expects (N, C, H, W), found {x.shape}")
