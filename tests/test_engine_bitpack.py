@@ -61,6 +61,16 @@ def test_pack_rows_and_pack_nhwc_layouts(rng):
     np.testing.assert_array_equal(bitpack.pack_rows(m), bitpack.pack_bits(m))
 
 
+@pytest.mark.parametrize("shape", [(1, 64, 1, 2), (1, 128, 2, 1), (1, 64, 1, 1), (2, 70, 1, 3)])
+def test_pack_nhwc_with_unit_sized_axes(shape, rng):
+    """N = 1 with H or W = 1 once made np.packbits return a strided array the word view refused."""
+    x = rng.normal(size=shape)
+    nhwc = np.moveaxis(x, 1, -1)
+    np.testing.assert_array_equal(bitpack.pack_nhwc(x), bitpack.pack_bits(nhwc))
+    np.testing.assert_array_equal(bitpack.unpack_bits(bitpack.pack_nhwc(x), shape[1]),
+                                  np.where(nhwc < 0, -1.0, 1.0))
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="uint64"):
         bitpack.unpack_bits(np.zeros((2, 1), np.int64), 3)

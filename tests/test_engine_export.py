@@ -147,7 +147,7 @@ def test_stage_kernel_equals_numpy_twin(case):
     np.testing.assert_array_equal(bits, ref_bits)
 
 
-@pytest.mark.parametrize("sign_bias", [None, "zeros", "negative zeros"])
+@pytest.mark.parametrize("sign_bias", [None, "zeros", "negative zeros", "float64 underflow"])
 def test_stage_without_sign_bias_packs_exactly_as_the_twin(sign_bias):
     """A zero sign bias is skipped inside the kernel; relu's exact zeros and -0.0 outputs
     (beta = -0.0 on a zeroed channel) must still pack as +1."""
@@ -157,7 +157,9 @@ def test_stage_without_sign_bias_packs_exactly_as_the_twin(sign_bias):
     ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
     gamma, beta = rng.normal(size=m).astype(np.float32), rng.normal(size=m).astype(np.float32)
     gamma[:5], beta[:5] = 0.0, -0.0                             # t = 0 * ... + -0.0
-    sb = {None: None, "zeros": zeros, "negative zeros": -zeros}[sign_bias]
+    sb = {None: None, "zeros": zeros, "negative zeros": -zeros}.get(sign_bias)
+    if sign_bias == "zeros":
+        sb = sb.astype(np.float64)                               # cast to float32 by both
     for act in ("relu", "identity"):
         args = (x, 1, ones, zeros, ones, gamma, beta)
         out, bits = ops.stage(*args, act=act, sign_bias=sb, want_out=True, want_bits=True)
@@ -165,6 +167,14 @@ def test_stage_without_sign_bias_packs_exactly_as_the_twin(sign_bias):
         np.testing.assert_array_equal(out, ref_out)
         np.testing.assert_array_equal(bits, ref_bits)
         assert (out == 0).any()
+    if sign_bias == "float64 underflow":                         # t + sb < 0 only in float64:
+        beta = np.full(1, 1.4e-45, np.float32)                   # both sides compare in float32
+        sb = -beta.astype(np.float64) * (1 + 2.0 ** -30)
+        args = (np.zeros((1, 1, 1, 1), np.int32), 1, ones[:1], zeros[:1], ones[:1], ones[:1],
+                beta)
+        _, bits = ops.stage(*args, sign_bias=sb, want_out=False, want_bits=True)
+        _, ref_bits = ops.stage_reference(*args, sign_bias=sb)
+        np.testing.assert_array_equal(bits, ref_bits)
 
 
 @pytest.mark.parametrize("slope", [0.25, -0.5])

@@ -251,6 +251,13 @@ def test_kernels_run_as_plain_python_with_numba_disabled():
         got = kernels_conv.binary_conv2d(bitpack.pack_nhwc(x), bitpack.pack_nhwc(w), 65, 1, 1)
         ref = kernels_conv.binary_conv2d_reference(x, w, 1, 1).transpose(0, 2, 3, 1)
         assert (got == ref).all()
+        w16 = np.where(rng.random((16, 65, 3, 3)) < .5, -1.0, 1.0)   # M = 16: direct int output
+        xw, ww = bitpack.pack_nhwc(x), bitpack.pack_nhwc(w16)
+        ref = kernels_conv.binary_conv2d_reference(x, w16, 1, 1).transpose(0, 2, 3, 1)
+        assert (kernels_conv.binary_conv2d(xw, ww, 65, 1, 1) == ref).all()
+        scale, bias = rng.normal(size=16).astype(np.float32), rng.normal(size=16).astype(np.float32)
+        bits = kernels_conv.binary_conv2d(xw, ww, 65, 1, 1, scale, bias, to_bits=True)
+        assert (bits == kernels.threshold_reference(ref, scale, bias)).all()
         a, b = x.reshape(6, -1), w.reshape(9, -1)                 # (6, 130), (9, 65)
         a, b = a[:, :65], b[:, :65]
         assert (kernels.xnor_gemm(bitpack.pack_rows(a), bitpack.pack_rows(b), 65) == a @ b.T).all()

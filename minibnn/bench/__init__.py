@@ -56,9 +56,9 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, bloc
     Each side runs `block` timed calls in a row, after a settle() pause and untimed calls for
     WARMUP_SECONDS (at least one), then hands over to the next side, until every side has its
     `repeats`. The warm-up matters for millisecond kernels: on this kind of VM the first calls
-    after an idle pause run up to 1.5x slower while the cores come back up to speed. Alternating shares
-    the slow phases of a busy machine (and the allocator settling in) between the sides instead
-    of landing them on whichever ran first; the pause at each hand-over keeps one library's
+    after an idle pause ran up to 1.5x slower. Alternating shares the slow phases of a busy
+    machine (and the allocator settling in) between the sides instead of landing them on
+    whichever ran first; the pause at each hand-over keeps one library's
     worker threads, which spin for a while after their last call, out of the other's timings.
     """
     times: dict[str, list[float]] = {name: [] for name in fns}

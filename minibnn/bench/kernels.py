@@ -6,7 +6,7 @@ packed input given, then prints speed-ups, binary MAC/s, the share of an assumed
 the cost of packing the conv's input two ways: a standalone pass over float32 NHWC input
 (kernels_pack.pack_signs), and the extra time the previous layer's output stage takes to emit
 packed bits besides its float output (ops.stage, the way exported models hand over). Each packed
-result is checked exactly before it is timed.
+conv's result is checked exactly before it is timed.
 """
 
 import argparse
@@ -85,7 +85,8 @@ def _cpu_name() -> str:
 def _validate(rng) -> bool:
     """Packed kernels == NumPy twins on small cases (all three output stages)."""
     ok = True
-    cases = [(2, 65, 7, 70, 3, 1, 1), (3, 130, 6, 5, 3, 2, 1), (1, 64, 5, 9, 1, 1, 0)]
+    cases = [(2, 65, 7, 70, 3, 1, 1), (3, 130, 6, 5, 3, 2, 1), (1, 64, 5, 9, 1, 1, 0),
+             (2, 64, 6, 32, 3, 1, 1)]
     for n, c, h, m, k, s, p in cases:
         x = np.where(rng.random((n, c, h, h)) < 0.5, -1.0, 1.0)
         w = np.where(rng.random((m, c, k, k)) < 0.5, -1.0, 1.0)

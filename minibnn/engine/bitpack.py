@@ -34,7 +34,9 @@ def _pack_mask(neg: np.ndarray) -> np.ndarray:
     """Pack a boolean mask (..., K), True meaning -1, into uint64 (..., W64)."""
     k = neg.shape[-1]
     nbytes = n_words(k) * 8
-    packed = np.packbits(neg, axis=-1, bitorder="little")        # (..., ceil(K/8)) uint8
+    # (..., ceil(K/8)) uint8; packbits may keep a strided input's memory order, and the word
+    # view below needs the last axis contiguous
+    packed = np.ascontiguousarray(np.packbits(neg, axis=-1, bitorder="little"))
     if packed.shape[-1] != nbytes:                               # pad bytes up to whole words
         full = np.zeros(packed.shape[:-1] + (nbytes,), np.uint8)
         full[..., : packed.shape[-1]] = packed

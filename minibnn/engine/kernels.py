@@ -8,8 +8,9 @@ fused output stages
 kernels_conv.py, the fast float -> bits packer in kernels_pack.py. Imports numpy, numba and
 kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
 When editing: Numba's on-disk cache (cache=True) keys each function on its own file only, so
-kernels_conv.py keeps running its cached copies of the helpers here after they change; delete
-minibnn/engine/__pycache__/*.nbi and *.nbc before testing or timing an edit.
+kernels_conv.py keeps running its cached copies of the helpers here after they change (as this
+file and ops.py do with kernels_pack.py's neg_bits64); delete minibnn/engine/__pycache__/*.nbi
+and *.nbc before testing or timing an edit.
 Reference: Rastegari et al. 2016 (XNOR-Net), arXiv:1603.05279.
 """
 
@@ -90,6 +91,15 @@ def _hot_loop_hints_jit():
 # register, and both halves share one accumulator load/store. Output channels m are the long
 # contiguous axis the vectoriser runs along; four pixels share each weight load. Arguments are
 # whole arrays plus indices: slicing rows inside the hot loop would cost reference counting.
+
+@njit(cache=True)
+def acc_width(m):
+    """Columns of an accumulator block for M outputs: M rounded up to 16 lanes (what _row9
+    writes) plus 16, plus 16 more if rows would then sit a multiple of 4 KiB apart (their
+    loads and stores would alias in the cache's address check)."""
+    width = 16 * ((m + 15) // 16) + 16
+    return width + 16 if (4 * width) % 4096 == 0 else width
+
 
 @njit(cache=True)
 def _accumulate4(acc, p, x, i, s, c, w, t):
@@ -221,9 +231,11 @@ def _row9(acc, x0, x1, x2, s, wb, out, base, row_class, col_cls, to_out):
 
 
 @njit(cache=True)
-def _emit(acc, base, row_class, col_cls, mode, scale, bias, sgn, thr, out_i, out_f, out_b):
+def _emit(acc, base, row_class, col_cls, mode, scale, bias, sgn, thr, out_i, out_f, out_b,
+          margin):
     """Fused output stage for P pixels (or rows).  acc uint (P, >= M) popcounts; the constant
-    of pixel p is base[row_class, col_cls[p]] (base int32 (R, Cc, M): K, or the border table).
+    of pixel p is base[row_class, col_cls[p]] (base int32 (R, Cc, M): K, or the border table);
+    margin int32 (>= M,) scratch for mode 2, allocated once by the caller.
 
         a = base - 2 acc                                    (int, exact)
         mode 0: out_i = a                                   int32 (P, M)
@@ -233,7 +245,6 @@ def _emit(acc, base, row_class, col_cls, mode, scale, bias, sgn, thr, out_i, out
     """
     _hot_loop_hints()
     m_total = scale.shape[0]
-    margin = np.empty(m_total if mode == 2 else 0, np.int32)
     for p in range(acc.shape[0]):
         cc = col_cls[p]                    # index base directly: a row view would cost refcounts
         if mode == 0:
@@ -366,7 +377,8 @@ def _gemm_rows(x, wt, base, i0, i1, mode, scale, bias, sgn, thr, out_i, out_f, o
     """Rows i0:i1 of the packed product.  x uint32 (B, 2*W64), wt uint32 (1, 2*W64, M) (weights
     transposed so M is contiguous), base int32 (1, 1, M) = K. Writes rows of out_* via _emit."""
     n_words, m = wt.shape[1], wt.shape[2]
-    acc = np.zeros((4, m + 16), np.uint32)       # +16 lanes: rows never 4 KiB apart
+    acc = np.zeros((4, acc_width(m)), np.uint32)
+    margin = np.empty(m, np.int32)
     same_class = np.zeros(4, np.int64)           # every row uses base[0, 0]
     i = i0
     while i < i1:
@@ -378,7 +390,7 @@ def _gemm_rows(x, wt, base, i0, i1, mode, scale, bias, sgn, thr, out_i, out_f, o
             else:
                 _accumulate1(acc, 0, x, i, c, wt, 0)
         _emit(acc[:rows], base, 0, same_class, mode, scale, bias, sgn, thr,
-              out_i[i:i + rows], out_f[i:i + rows], out_b[i:i + rows])
+              out_i[i:i + rows], out_f[i:i + rows], out_b[i:i + rows], margin)
         i += rows
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _check_words, _emit,
-                      _output_arrays, _output_stage, _row9, _use_threads, popcount,
+                      _output_arrays, _output_stage, _row9, _use_threads, acc_width, popcount,
                       row9_weights)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
@@ -130,9 +130,10 @@ def _conv_rows(xp, wt, wb, kw_total, stride, r0, r1, row_cls, col_cls, base,
     """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage.
     wb: row9_weights(wt) for a 3x3 kernel whose weights fit in L1, else empty (the tiled path)."""
     oh_total, ow_total, m = out_i.shape[1], out_i.shape[2], wt.shape[2]
-    acc = np.empty((ow_total, 16 * (m // 16) + 32), np.uint32)   # +16 lanes: rows never 4 KiB
+    acc = np.empty((ow_total, acc_width(m)), np.uint32)
+    margin = np.empty(m, np.int32)
     direct = mode == 0 and m % 16 == 0            # _row9 writes int results itself
-    for r in range(r0, r1):                                        # apart; padded to 16 lanes
+    for r in range(r0, r1):
         n, oh = r // oh_total, r % oh_total
         if wb.size:                                 # few channels: all taps in registers
             ih = oh * stride
@@ -144,7 +145,7 @@ def _conv_rows(xp, wt, wb, kw_total, stride, r0, r1, row_cls, col_cls, base,
             acc[:] = 0
             _conv_row(xp, wt, kw_total, n, oh, stride, acc)
         _emit(acc, base, row_cls[oh], col_cls, mode, scale, bias, sgn, thr,
-              out_i[n, oh], out_f[n, oh], out_b[n, oh])
+              out_i[n, oh], out_f[n, oh], out_b[n, oh], margin)
 
 
 @njit(cache=True)
@@ -185,7 +186,8 @@ class PackedConv2d:
         # (kh*kw, Cw32, M): output channels contiguous, uint32 lanes (16 per 512-bit register).
         self.wt = np.ascontiguousarray(w_words.view(np.uint32).transpose(1, 2, 3, 0)).reshape(
             self.kh * self.kw, -1, self.m)
-        small_3x3 = (self.kh, self.kw) == (3, 3) and self.wt.nbytes <= ROW9_MAX_WEIGHT_BYTES
+        tiles_bytes = self.wt.nbytes // max(1, self.m) * (16 * -(-self.m // 16))   # M padded
+        small_3x3 = (self.kh, self.kw) == (3, 3) and tiles_bytes <= ROW9_MAX_WEIGHT_BYTES
         self.wb = row9_weights(self.wt) if small_3x3 else np.zeros((0, 0, 18, 16), np.uint32)
         ones = np.unpackbits(w_words.view(np.uint8), axis=-1).sum(axis=-1)          # (M, kh, kw)
         self.tap_sums = (self.c - 2 * ones).transpose(1, 2, 0).astype(np.int64)   # (kh, kw, M)

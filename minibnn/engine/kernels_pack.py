@@ -2,9 +2,8 @@
 
 Same format as bitpack.pack_bits (bit b of word w = element 64w + b, bit = x < 0, so 0 and -0.0
 are +1, tail bits 0), but one pass over the floats, threaded, and able to read NCHW directly.
-Used where a float layer hands over to a binary one, and by the output stages that emit bits
-(kernels._emit, ops.stage): `neg_bits64` is the one place where values become bits. Imports
-numpy, numba and llvmlite only.
+Used where a float layer hands over to a binary one; its `neg_bits64` also packs the bits that
+the output stages emit (kernels._emit, ops.stage). Imports numpy, numba and llvmlite only.
 """
 
 import numpy as np
@@ -21,7 +20,8 @@ __all__ = ["pack_signs", "pack_signs_reference", "neg_mask16", "neg_bits64"]
 # is vcmpps/vpcmpd into a mask register and one kmovw on AVX-512 (a movemask on AVX2).
 
 def neg_mask16(a, i):
-    """Bits b < 16 set where a[i + b] < 0 (0, -0.0 and NaN give 0).  a 1-D, i + 16 <= a.size."""
+    """Bits b < 16 set where a[i + b] < 0 (0, -0.0 and NaN give 0).  a 1-D, i + 16 <= a.size:
+    compiled, it is one unchecked 16-element vector load (NUMBA_BOUNDSCHECK does not see it)."""
     word = 0
     for b in range(16):
         word |= int(a[i + b] < 0) << b
@@ -93,7 +93,7 @@ def pack_signs_reference(x: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, parallel=True)
 def _pack_rows_nhwc(x, out):
-    """x float (R, K) -> out uint64 (R, W64)."""
+    """x (R, K) any real dtype Numba compiles -> out uint64 (R, W64)."""
     k = x.shape[1]
     for r in prange(x.shape[0]):
         row = x[r]

@@ -41,8 +41,9 @@ def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_str
     """Output rows r0:r1 (row = n * OH + oh) of the stage.  x int32/float32 (N, H, W, M);
     res float32 (N, H', W', Cr) or (0, 0, 0, 0); out float32 (N, OH, OW, M) and bits uint64
     (N, OH, OW, W64), dummies when not wanted. Vectors float32 (M,); lo, hi float32.
-    Arrays are indexed in full, never sliced per pixel: a slice is a view whose reference
-    count both threads would update atomically on one shared cache line."""
+    An empty sign_bias means zeros. Arrays are indexed in full, never sliced per pixel: a
+    slice is a view whose reference count both threads would update atomically on one shared
+    cache line."""
     m = x.shape[3]
     oh_total, ow_total = x.shape[1] // pool, x.shape[2] // pool
     cr = res.shape[3]
@@ -129,7 +130,7 @@ def stage_reference(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_st
     elif act == "rprelu":
         u = t + b_in
         t = np.where(u > 0, u, u * slope) + b_out
-    sb = np.zeros(m, np.float32) if sign_bias is None else sign_bias
+    sb = np.zeros(m, np.float32) if sign_bias is None else np.asarray(sign_bias, np.float32)
     neg = (t + sb) < 0
     packed = np.packbits(neg, axis=-1, bitorder="little")
     words = np.zeros(neg.shape[:-1] + (-(-m // 64) * 8,), np.uint8)
@@ -167,7 +168,8 @@ def stage(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_stride=1, re
     ones, zeros = np.ones(m, np.float32), np.zeros(m, np.float32)
     pick = lambda v, default: default if v is None else v                # noqa: E731
     # A zero sign bias is passed empty so the kernel skips adding it: t + 0 < 0 <=> t < 0.
-    sb = _EMPTY_VEC if sign_bias is None or not np.any(sign_bias) else sign_bias
+    sb = _EMPTY_VEC if sign_bias is None or not np.any(sign_bias) else np.asarray(sign_bias,
+                                                                                   np.float32)
     run = _stage_parallel if x.size >= PARALLEL_MIN_ELEMENTS else _stage_serial
     run(np.ascontiguousarray(x), int(pool), alpha, mean, inv_std, gamma, beta,
         _EMPTY_RES if res is None else np.ascontiguousarray(res), int(res_stride), int(res_off),
