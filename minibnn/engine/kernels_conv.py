@@ -11,9 +11,9 @@ idea; Bannink et al. 2021, arXiv:2011.09398). Imports numpy, numba and kernels.p
 import numpy as np
 from numba import njit, prange
 
-from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _check_words, _emit,
-                      _output_arrays, _output_stage, _row9, _use_threads, acc_width, popcount,
-                      row9_weights)
+from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _aligned_block, _check_words,
+                      _emit, _output_arrays, _output_stage, _row9, _use_threads, acc_width,
+                      aligned_copy, popcount, row9_weights)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
 
@@ -130,7 +130,7 @@ def _conv_rows(xp, wt, wb, kw_total, stride, r0, r1, row_cls, col_cls, base,
     """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage.
     wb: row9_weights(wt) for a 3x3 kernel whose weights fit in L1, else empty (the tiled path)."""
     oh_total, ow_total, m = out_i.shape[1], out_i.shape[2], wt.shape[2]
-    acc = np.empty((ow_total, acc_width(m)), np.uint32)
+    acc = _aligned_block(ow_total, acc_width(m))
     margin = np.empty(m, np.int32)
     direct = mode == 0 and m % 16 == 0            # _row9 writes int results itself
     for r in range(r0, r1):
@@ -184,7 +184,7 @@ class PackedConv2d:
         self.c, self.stride, self.padding = int(c), int(stride), int(padding)
         self.m, self.kh, self.kw = w_words.shape[:3]
         # (kh*kw, Cw32, M): output channels contiguous, uint32 lanes (16 per 512-bit register).
-        self.wt = np.ascontiguousarray(w_words.view(np.uint32).transpose(1, 2, 3, 0)).reshape(
+        self.wt = aligned_copy(w_words.view(np.uint32).transpose(1, 2, 3, 0)).reshape(
             self.kh * self.kw, -1, self.m)
         tiles_bytes = self.wt.nbytes // max(1, self.m) * (16 * -(-self.m // 16))   # M padded
         small_3x3 = (self.kh, self.kw) == (3, 3) and tiles_bytes <= ROW9_MAX_WEIGHT_BYTES
