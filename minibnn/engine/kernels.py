@@ -346,7 +346,7 @@ def _output_stage(m: int, k: int, scale, bias, to_bits: bool):
                              f"found {v.shape}")
     sgn, thr = fold_threshold(scale, bias, k) if mode == MODE_BITS else (
         np.ones(m, np.int32), np.zeros(m, np.int32))
-    return mode, scale, bias, sgn, thr
+    return (mode, *(aligned_copy(v) for v in (scale, bias, sgn, thr)))   # vector loads
 
 
 def _output_arrays(mode: int, shape: tuple, m: int):
@@ -449,7 +449,7 @@ class PackedLinear:
         w_words = _check_words("w_words", w_words, 2, k, tail=True)
         self.k, self.m = int(k), w_words.shape[0]
         self.wt = aligned_copy(w_words.view(np.uint32).T)[None]           # (1, 2*W64, M)
-        self.base = np.full((1, 1, self.m), self.k, np.int32)       # every row's constant: K
+        self.base = aligned_copy(np.full((1, 1, self.m), self.k, np.int32))   # K per row
         self.stage = _output_stage(self.m, self.k, scale, bias, to_bits)
 
     def __call__(self, x_words: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _aligned_block, _check_words,
                       _emit, _output_arrays, _output_stage, _row9, _use_threads, acc_width,
-                      aligned_copy, popcount, row9_weights)
+                      aligned_copy, aligned_empty, popcount, row9_weights)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
 
@@ -87,7 +87,7 @@ def border_table(tap_sums: np.ndarray, c: int, h: int, w: int, stride: int, padd
     rows, row_cls = classes(h, kh)
     cols, col_cls = classes(w, kw)
     total = tap_sums.sum(axis=(0, 1))                                # (M,)
-    base = np.empty((len(rows), len(cols), m), np.int32)
+    base = aligned_empty((len(rows), len(cols), m), np.int32)     # read as 512-bit vectors
     for i, (r0, r1) in enumerate(rows):
         for j, (c0, c1) in enumerate(cols):
             inside = tap_sums[r0:r1, c0:c1].sum(axis=(0, 1))
