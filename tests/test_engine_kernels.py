@@ -207,7 +207,7 @@ def test_weights_and_outputs_start_on_cache_lines(rng):
     for shape, dtype in [((3, 5, 7), np.uint32), ((0,), np.float32), ((2, 9), np.uint64)]:
         a = kernels.aligned_empty(shape, dtype)
         assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
-        assert a.ctypes.data % 64 == 0
+        assert a.size == 0 or a.ctypes.data % 64 == 0          # an empty view has no data
     w = random_pm1(rng, (24, 70, 3, 3))
     layer = kernels_conv.prepare_conv2d(bitpack.pack_nhwc(w), 70, 1, 1)
     out = layer(bitpack.pack_nhwc(random_pm1(rng, (1, 70, 4, 5))))
