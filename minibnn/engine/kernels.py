@@ -165,6 +165,13 @@ def _halves3(x, i, c):
 
 
 @njit(cache=True, inline="always")
+def _halves3k(x3, k, i, c):
+    """_halves3 of row k of x3 uint32 (rows, pixels, Cw32)."""
+    return (x3[k, i, c], x3[k, i, c + 1], x3[k, i + 1, c], x3[k, i + 1, c + 1], x3[k, i + 2, c],
+            x3[k, i + 2, c + 1])
+
+
+@njit(cache=True, inline="always")
 def _popcount6(xs, l0, h0, l1, h1, l2, h2):
     """sum of popcount(x_half ^ w_half) over the 6 halves of 3 taps; xs from _halves3."""
     return (popcount(xs[0] ^ l0) + popcount(xs[1] ^ h0) + popcount(xs[2] ^ l1)
@@ -212,12 +219,12 @@ def row9_weights(wt: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _row9(acc, x0, x1, x2, s, wb, out, base, row_class, col_cls, to_out):
+def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
     """A whole 3x3 kernel, one output row at a time, with the nine taps of a word together:
 
         acc[p, m] = sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
 
-    x0, x1, x2 uint32 (pixels, Cw32) the three input rows; wb from row9_weights; acc uint32
+    x3 uint32 (3, pixels, Cw32) the three input rows x_kh; wb from row9_weights; acc uint32
     (P, >= 16 ceil(M/16)) is overwritten (no zeroing pass). With to_out (int output, M a
     multiple of 16) the last word writes the finished result instead, as _emit's mode 0 would:
     out int32 (P, M) = base[row_class, col_cls[p], m] - 2 acc[p, m], sparing a pass per pixel.
@@ -233,9 +240,10 @@ def _row9(acc, x0, x1, x2, s, wb, out, base, row_class, col_cls, to_out):
     wf = wb.reshape(-1)           # flat: offsets below are constants, no stride arithmetic
     for p in range(acc.shape[0]):
         cc = col_cls[p]
+        ps = max(p * s, 0)        # provably >= 0: LLVM drops the negative-index wraparound
         for word in range(n_words):
             c = 2 * word
-            r0, r1, r2 = _halves3(x0, p * s, c), _halves3(x1, p * s, c), _halves3(x2, p * s, c)
+            r0, r1, r2 = _halves3k(x3, 0, ps, c), _halves3k(x3, 1, ps, c), _halves3k(x3, 2, ps, c)
             first, finish = word == 0, to_out and word == n_words - 1
             for mb in range(n_blocks):
                 o = (word * n_blocks + mb) * 288                  # tile (word, mb): 18 x 16

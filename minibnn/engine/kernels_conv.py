@@ -137,8 +137,8 @@ def _conv_rows(xp, wt, wb, kw_total, stride, r0, r1, row_cls, col_cls, base,
         n, oh = r // oh_total, r % oh_total
         if wb.size:                                 # few channels: all taps in registers
             ih = oh * stride
-            _row9(acc, xp[n, ih], xp[n, ih + 1], xp[n, ih + 2], stride, wb, out_i[n, oh], base,
-                  row_cls[oh], col_cls, direct)
+            _row9(acc, xp[n, ih:ih + 3], stride, wb, out_i[n, oh], base, row_cls[oh], col_cls,
+                  direct)
             if direct:
                 continue
         else:
