@@ -14,7 +14,8 @@ import numpy as np
 
 from ..blas_threads import set_blas_threads
 
-__all__ = ["setup_threads", "set_blas_threads", "clock_for", "interleaved_medians", "settle"]
+__all__ = ["setup_threads", "set_blas_threads", "clock_for", "interleaved_medians",
+           "paired_difference", "settle"]
 
 SETTLE_SECONDS = 0.25
 WARMUP_SECONDS = 0.05
@@ -74,3 +75,24 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, bloc
                 fn()
                 times[name].append(clock() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def paired_difference(base: Callable[[], object], extra: Callable[[], object], pairs: int,
+                      clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median over `pairs` of time(extra) - time(base), the two timed back to back in
+    alternating order: the cost `extra` adds to `base`. Differencing two separate medians would
+    carry both sides' drift (10% of a millisecond call on a noisy VM); a pair shares it."""
+    settle()
+    start = time.perf_counter()
+    base(), extra()
+    while time.perf_counter() - start < WARMUP_SECONDS:
+        base(), extra()
+    diffs = []
+    for i in range(pairs):
+        t = []
+        for fn in ((base, extra) if i % 2 == 0 else (extra, base)):
+            t0 = clock()
+            fn()
+            t.append(clock() - t0)
+        diffs.append(t[1] - t[0] if i % 2 == 0 else t[0] - t[1])
+    return float(np.median(diffs))
