@@ -57,19 +57,27 @@ def _neg_mask16_jit(a, i):
                  and a.dtype in (types.float32, types.float64, types.int32, types.int64))
     if vector_ok:
         return lambda a, i: _neg_mask16(a, i)
+    return lambda a, i: _neg_mask16_loop(a, i)     # other dtypes and layouts
 
-    def compares(a, i):                            # other dtypes and layouts: one at a time
-        word = np.uint32(0)
-        for b in range(16):
-            word |= np.uint32(a[i + b] < 0) << np.uint32(b)
-        return word
-    return compares
+
+@njit(cache=True)
+def _neg_mask16_loop(a, i):
+    """neg_mask16 one compare at a time (a called function: inlining this loop four times
+    trips Numba's SSA checks)."""
+    word = np.uint32(0)
+    for b in range(16):
+        word |= np.uint32(a[i + b] < 0) << np.uint32(b)
+    return word
 
 
 @njit(cache=True, inline="always")
 def neg_bits64(a, start, count):
     """One packed word: bit b (b < count <= 64) = a[start + b] < 0.  a 1-D C-contiguous
     float32/float64/int32/int64; reads a[start : start + count] only."""
+    if count == 64:                                   # the common case, unrolled
+        return (np.uint64(neg_mask16(a, start)) | np.uint64(neg_mask16(a, start + 16)) << 16
+                | np.uint64(neg_mask16(a, start + 32)) << 32
+                | np.uint64(neg_mask16(a, start + 48)) << 48)
     word = np.uint64(0)
     b = 0
     while b + 16 <= count:
