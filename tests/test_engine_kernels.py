@@ -219,7 +219,7 @@ def test_weights_and_outputs_start_on_cache_lines(rng):
 
 def test_row9_weights_layout(rng):
     wt = rng.integers(0, 2**32, size=(9, 6, 37), dtype=np.uint32)      # 3 words, M = 37
-    wb = kernels.row9_weights(wt)
+    wb = kernels_conv.row9_weights(wt)
     assert wb.shape == (3, 3, 18, 16)
     for word, mb, tap, half, j in [(0, 0, 0, 0, 0), (2, 2, 8, 1, 4), (1, 1, 4, 0, 15)]:
         assert wb[word, mb, 2 * tap + half, j] == wt[tap, 2 * word + half, 16 * mb + j]

@@ -1,9 +1,8 @@
 """XNOR-popcount kernels on packed +-1 words (Numba), each beside a NumPy reference twin.
 
 For a, b in {-1,+1}^K packed as bits (1 means -1, tail bits 0):  a.b = K - 2 popcount(a XOR b).
-This file: popcount, the microkernels shared by the GEMM and the conv (with the 3x3 row kernel
-_row9 and its weight tiles, row9_weights), the packed GEMM and binary linear layer, and the
-fused output stages
+This file: popcount, the microkernels shared by the GEMM and the conv, the packed GEMM and
+binary linear layer, and the fused output stages
 (scale/bias to float32, or a per-channel threshold that emits packed bits). The conv lives in
 kernels_conv.py, the fast float -> bits packer in kernels_pack.py. Imports numpy, numba and
 kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
@@ -165,13 +164,6 @@ def _halves3(x, i, c):
 
 
 @njit(cache=True, inline="always")
-def _halves3k(x3, k, i, c):
-    """_halves3 of row k of x3 uint32 (rows, pixels, Cw32)."""
-    return (x3[k, i, c], x3[k, i, c + 1], x3[k, i + 1, c], x3[k, i + 1, c + 1], x3[k, i + 2, c],
-            x3[k, i + 2, c + 1])
-
-
-@njit(cache=True, inline="always")
 def _popcount6(xs, l0, h0, l1, h1, l2, h2):
     """sum of popcount(x_half ^ w_half) over the 6 halves of 3 taps; xs from _halves3."""
     return (popcount(xs[0] ^ l0) + popcount(xs[1] ^ h0) + popcount(xs[2] ^ l1)
@@ -199,70 +191,6 @@ def _accumulate4x3(acc, p, x, i, s, c, w, t):
         acc[p + 1, m] += _popcount6(x1, l0, h0, l1, h1, l2, h2)
         acc[p + 2, m] += _popcount6(x2, l0, h0, l1, h1, l2, h2)
         acc[p + 3, m] += _popcount6(x3, l0, h0, l1, h1, l2, h2)
-
-
-def row9_weights(wt: np.ndarray) -> np.ndarray:
-    """Re-lay 3x3 weights for _row9: wt uint32 (9, Cw32, M) -> uint32 (Cw32/2, ceil(M/16), 18, 16),
-
-        out[word, mb, 2t + half, j] = wt[t, 2 word + half, 16 mb + j]   (0 where 16 mb + j >= M)
-
-    so that the 18 weight halves one 16-lane block of output channels needs for one packed word
-    sit in one contiguous 1152-byte tile: a single base pointer with constant offsets.
-    """
-    taps, cw32, m = wt.shape
-    mp = -(-m // 16) * 16
-    padded = np.zeros((taps, cw32, mp), np.uint32)
-    padded[:, :, :m] = wt
-    tiles = padded.reshape(taps, cw32 // 2, 2, mp // 16, 16)       # (t, word, half, mb, j)
-    return aligned_copy(tiles.transpose(1, 3, 0, 2, 4).reshape(cw32 // 2, mp // 16, 2 * taps,
-                                                                16))
-
-
-@njit(cache=True)
-def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
-    """A whole 3x3 kernel, one output row at a time, with the nine taps of a word together:
-
-        acc[p, m] = sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
-
-    x3 uint32 (3, pixels, Cw32) the three input rows x_kh; wb from row9_weights; acc uint32
-    (P, >= 16 ceil(M/16)) is overwritten (no zeroing pass). With to_out (int output, M a
-    multiple of 16) the last word writes the finished result instead, as _emit's mode 0 would:
-    out int32 (P, M) = base[row_class, col_cls[p], m] - 2 acc[p, m], sparing a pass per pixel.
-
-    All 18 popcounts of a word and a pixel meet in registers before one accumulator update, and
-    the 16-lane loop over j has a constant trip count and one weight pointer with constant
-    offsets, so it compiles to 18 vpxord (weights from L1) + 18 vpopcntd + 18 vpaddd and no
-    scalar remainder. Each pixel reads every weight, so this pays only while the weights stay
-    in L1 (few channels); see kernels_conv._conv_rows.
-    """
-    _hot_loop_hints()
-    n_words, n_blocks = wb.shape[0], wb.shape[1]
-    wf = wb.reshape(-1)           # flat: offsets below are constants, no stride arithmetic
-    for p in range(acc.shape[0]):
-        cc = col_cls[p]
-        ps = max(p * s, 0)        # provably >= 0: LLVM drops the negative-index wraparound
-        for word in range(n_words):
-            c = 2 * word
-            r0, r1, r2 = _halves3k(x3, 0, ps, c), _halves3k(x3, 1, ps, c), _halves3k(x3, 2, ps, c)
-            first, finish = word == 0, to_out and word == n_words - 1
-            for mb in range(n_blocks):
-                o = (word * n_blocks + mb) * 288                  # tile (word, mb): 18 x 16
-                for j in range(16):
-                    total = (_popcount6(r0, wf[o + j], wf[o + 16 + j], wf[o + 32 + j],
-                                        wf[o + 48 + j], wf[o + 64 + j], wf[o + 80 + j])
-                             + _popcount6(r1, wf[o + 96 + j], wf[o + 112 + j],
-                                          wf[o + 128 + j], wf[o + 144 + j],
-                                          wf[o + 160 + j], wf[o + 176 + j])
-                             + _popcount6(r2, wf[o + 192 + j], wf[o + 208 + j],
-                                          wf[o + 224 + j], wf[o + 240 + j],
-                                          wf[o + 256 + j], wf[o + 272 + j]))
-                    m = 16 * mb + j
-                    if not first:
-                        total += acc[p, m]
-                    if finish:
-                        out[p, m] = base[row_class, cc, m] - 2 * np.int32(total)
-                    else:
-                        acc[p, m] = total
 
 
 @njit(cache=True)

@@ -12,13 +12,13 @@ import numpy as np
 from numba import njit, prange
 
 from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _aligned_block, _check_words,
-                      _emit, _output_arrays, _output_stage, _row9, _use_threads, acc_width,
-                      aligned_copy, aligned_empty, popcount, row9_weights)
+                      _emit, _hot_loop_hints, _output_arrays, _output_stage, _popcount6,
+                      _use_threads, acc_width, aligned_copy, aligned_empty, popcount)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
 
 __all__ = ["PackedConv2d", "prepare_conv2d", "binary_conv2d", "binary_conv2d_naive",
-           "binary_conv2d_reference", "border_table"]
+           "binary_conv2d_reference", "border_table", "row9_weights"]
 
 
 def binary_conv2d_reference(x_pm1, w_pm1, stride: int = 1, padding: int = 0) -> np.ndarray:
@@ -94,6 +94,83 @@ def border_table(tap_sums: np.ndarray, c: int, h: int, w: int, stride: int, padd
             base[i, j] = kh * kw * c - (total - inside)
     return row_cls, col_cls, base
 
+
+# ---------------------------------------------------------------------------------------------
+# The 3x3 row kernel: all nine taps of a word summed in registers (few channels).
+
+@njit(cache=True, inline="always")
+def _halves3k(x3, k, i, c):
+    """kernels._halves3 of row k of x3 uint32 (rows, pixels, Cw32)."""
+    return (x3[k, i, c], x3[k, i, c + 1], x3[k, i + 1, c], x3[k, i + 1, c + 1], x3[k, i + 2, c],
+            x3[k, i + 2, c + 1])
+
+
+def row9_weights(wt: np.ndarray) -> np.ndarray:
+    """Re-lay 3x3 weights for _row9: wt uint32 (9, Cw32, M) -> uint32 (Cw32/2, ceil(M/16), 18, 16),
+
+        out[word, mb, 2t + half, j] = wt[t, 2 word + half, 16 mb + j]   (0 where 16 mb + j >= M)
+
+    so that the 18 weight halves one 16-lane block of output channels needs for one packed word
+    sit in one contiguous 1152-byte tile: a single base pointer with constant offsets.
+    """
+    taps, cw32, m = wt.shape
+    mp = -(-m // 16) * 16
+    padded = np.zeros((taps, cw32, mp), np.uint32)
+    padded[:, :, :m] = wt
+    tiles = padded.reshape(taps, cw32 // 2, 2, mp // 16, 16)       # (t, word, half, mb, j)
+    return aligned_copy(tiles.transpose(1, 3, 0, 2, 4).reshape(cw32 // 2, mp // 16, 2 * taps,
+                                                                16))
+
+
+@njit(cache=True)
+def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
+    """A whole 3x3 kernel, one output row at a time, with the nine taps of a word together:
+
+        acc[p, m] = sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
+
+    x3 uint32 (3, pixels, Cw32) the three input rows x_kh; wb from row9_weights; acc uint32
+    (P, >= 16 ceil(M/16)) is overwritten (no zeroing pass). With to_out (int output, M a
+    multiple of 16) the last word writes the finished result instead, as _emit's mode 0 would:
+    out int32 (P, M) = base[row_class, col_cls[p], m] - 2 acc[p, m], sparing a pass per pixel.
+
+    All 18 popcounts of a word and a pixel meet in registers before one accumulator update, and
+    the 16-lane loop over j has a constant trip count and one weight pointer with constant
+    offsets, so it compiles to 18 vpxord (weights from L1) + 18 vpopcntd + 18 vpaddd and no
+    scalar remainder. Each pixel reads every weight, so this pays only while the weights stay
+    in L1 (few channels); see _conv_rows.
+    """
+    _hot_loop_hints()
+    n_words, n_blocks = wb.shape[0], wb.shape[1]
+    wf = wb.reshape(-1)           # flat: offsets below are constants, no stride arithmetic
+    for p in range(acc.shape[0]):
+        cc = col_cls[p]
+        ps = max(p * s, 0)        # provably >= 0: LLVM drops the negative-index wraparound
+        for word in range(n_words):
+            c = 2 * word
+            r0, r1, r2 = _halves3k(x3, 0, ps, c), _halves3k(x3, 1, ps, c), _halves3k(x3, 2, ps, c)
+            first, finish = word == 0, to_out and word == n_words - 1
+            for mb in range(n_blocks):
+                o = (word * n_blocks + mb) * 288                  # tile (word, mb): 18 x 16
+                for j in range(16):
+                    total = (_popcount6(r0, wf[o + j], wf[o + 16 + j], wf[o + 32 + j],
+                                        wf[o + 48 + j], wf[o + 64 + j], wf[o + 80 + j])
+                             + _popcount6(r1, wf[o + 96 + j], wf[o + 112 + j],
+                                          wf[o + 128 + j], wf[o + 144 + j],
+                                          wf[o + 160 + j], wf[o + 176 + j])
+                             + _popcount6(r2, wf[o + 192 + j], wf[o + 208 + j],
+                                          wf[o + 224 + j], wf[o + 240 + j],
+                                          wf[o + 256 + j], wf[o + 272 + j]))
+                    m = 16 * mb + j
+                    if not first:
+                        total += acc[p, m]
+                    if finish:
+                        out[p, m] = base[row_class, cc, m] - 2 * np.int32(total)
+                    else:
+                        acc[p, m] = total
+
+
+# ---------------------------------------------------------------------------------------------
+# The general row kernel (any kernel size; 3x3 layers whose weights exceed L1) and the drivers.
 
 @njit(cache=True)
 def _conv_row(xp, wt, kw_total, n, oh, stride, acc):
