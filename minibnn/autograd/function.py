@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from . import anomaly
+
 __all__ = ["Context", "Function", "no_grad", "enable_grad", "is_grad_enabled", "unbroadcast"]
 
 _GRAD_ENABLED = True
@@ -107,6 +109,10 @@ class Function:
             _GRAD_ENABLED and isinstance(a, Tensor) and a.requires_grad for a in args)
         out = cls.forward(ctx, *raw, **kwargs)
         needs_grad = any(ctx.needs_input_grad)
+        if anomaly.is_anomaly_enabled():
+            anomaly.check_forward_finite(cls.__name__, raw, out)
+            if needs_grad:
+                ctx._anomaly = anomaly.fingerprint(ctx)
         result = Tensor(out, requires_grad=needs_grad)
         if needs_grad:
             ctx.function = cls
@@ -119,7 +125,11 @@ class Function:
         """Run backward and return a gradient (or None) per positional input, input-shaped."""
         from .tensor import Tensor
 
+        if hasattr(ctx, "_anomaly"):
+            anomaly.check_unchanged(ctx, cls.__name__)
         grads = cls.backward(ctx, dy)
+        if hasattr(ctx, "_anomaly"):
+            anomaly.check_backward_finite(cls.__name__, dy, grads)
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
         if len(grads) != len(ctx.inputs):

@@ -14,18 +14,29 @@ outputs and the gradients "grad_<name>"; see docs/golden.md. No framework is imp
 from .cases import (DEFAULT_SEED, GENERAL_CONVENTIONS, SPECS, build_case, build_cases,
                     case_names, reference)
 from .compare import Report, Row, SuiteReport, compare, verify
+from .fdcheck import FDResult, finite_difference_check
 from .io import Case, Expected, load_case, load_cases, read_manifest, select_names, write_cases
 
 __all__ = ["Case", "Expected", "Report", "Row", "SuiteReport", "compare", "verify",
            "build_case", "build_cases", "case_names", "reference", "write_cases", "load_cases",
            "load_case", "read_manifest", "select_names", "SPECS", "DEFAULT_SEED",
-           "GENERAL_CONVENTIONS", "write_golden"]
+           "GENERAL_CONVENTIONS", "write_golden", "FDResult", "finite_difference_check",
+           "GoldenCheckError"]
+
+
+class GoldenCheckError(ValueError):
+    """A case's recorded gradients disagree with finite differences; nothing was written."""
 
 
 def write_golden(out_dir, only=None, seed: int = DEFAULT_SEED):
-    """Build the cases matching `only` (all by default) and write them to out_dir; returns the
-    manifest path. The same seed gives byte-identical files."""
+    """Build the cases matching `only` (all by default), check every gradient against finite
+    differences (fdcheck.py; raises GoldenCheckError and writes nothing if one fails) and write
+    them to out_dir; returns the manifest path. The same seed gives byte-identical files."""
     from .. import __version__
 
-    return write_cases(build_cases(only, seed), out_dir, seed=seed,
+    cases = build_cases(only, seed)
+    failed = [r for case in cases for r in finite_difference_check(case) if not r.ok]
+    if failed:
+        raise GoldenCheckError("golden: refusing to write: " + "; ".join(map(str, failed)))
+    return write_cases(cases, out_dir, seed=seed,
                        generator=f"minibnn {__version__}", conventions=GENERAL_CONVENTIONS)

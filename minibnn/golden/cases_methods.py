@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
 from ..methods import cmim, lcr, s2bnn
 from .spec import register, unit_rows
 
@@ -136,6 +137,9 @@ _CMIM_CONV = (
     "After scoring (no gradient): memory_bnn[idx] <- l2normalize(momentum * memory_bnn[idx] + "
     "(1 - momentum) * e_bnn), memory_fp likewise with e_fp; other rows unchanged. Return the "
     "updated memories and z_bnn, z_fp.",
+    "Training call order: the memories are updated before backward runs, and the gradients are "
+    "those of the rows as they were when the scores were computed (the official code scores a "
+    "detached copy, index_select(...).detach()).",
     "e_fp is NOT detached: the FP-anchored term gives f_fp and its head a gradient.",
 )
 _CMIM_COMMON = dict(reference="minibnn.methods.cmim.official_loss", op=_op_cmim_official,
@@ -143,7 +147,7 @@ _CMIM_COMMON = dict(reference="minibnn.methods.cmim.official_loss", op=_op_cmim_
                     grads=("f_bnn", "f_fp", "embed_bnn.weight", "embed_bnn.bias",
                            "embed_fp.weight", "embed_fp.bias"),
                     intermediates=("e_bnn", "e_fp"))
-register(name="cmim.official_first_call",
+register(name="cmim.official_first_call", frozen=("z_bnn", "z_fp"),
       attrs={"tau": 0.1, "momentum": 0.5, "eps": 1e-7, "z_bnn": None, "z_fp": None},
       description="CMIM's released loss (CRD-style NCE, arXiv:2207.02970 / 1910.10699) on the "
                   "first call: the normalisers are not set yet (attrs z = null) and become "
@@ -228,3 +232,30 @@ register(name="s2bnn.moco_infonce", reference="minibnn.methods.s2bnn.moco_infonc
                    "Intermediate logits (N, 1 + K), positive in column 0."))
 
 
+
+
+def _op_moco_step(i, p, a):
+    q, k = i["q"], i["k"]
+    queue = s2bnn.MoCoQueue(q.shape[1], i["queue"].shape[0], q.shape[0])
+    queue.keys, queue.ptr = np.array(i["queue"].data), a["ptr"]         # the module's buffer
+    logits = s2bnn.moco_logits(q, k, queue.keys, tau=a["tau"])             # (N, 1 + K)
+    loss = F.cross_entropy(logits, np.zeros(q.shape[0], dtype=np.int64))
+    queue.enqueue(k.data)                              # MoCo enqueues in forward, before backward
+    return {"loss": loss, "logits": logits, "queue_after": queue.keys.copy()}
+
+
+register(name="s2bnn.moco_step", reference="minibnn.methods.s2bnn.moco_logits + MoCoQueue.enqueue",
+      op=_op_moco_step,
+      make=lambda rng: ({"q": unit_rows(rng, (4, 16)), "k": unit_rows(rng, (4, 16)),
+                         "queue": unit_rows(rng, (8, 16))}, {}),
+      attrs={"tau": 0.2, "ptr": 4}, outputs=("loss",), grads=("q", "k", "queue"),
+      detached=("k", "queue"), intermediates=("logits",),
+      description="One MoCo step in the training call order: score q against the queue, enqueue "
+                  "the keys k (rows ptr .. ptr + N - 1), then backward. The gradient of q is that "
+                  "of the queue as it was when the logits were computed.",
+      conventions=("logits = [<q_n, k_n>, <q_n, queue_j>] / tau (N, 1 + K), cross-entropy with "
+                   "label 0, batch mean; the queue holds keys as ROWS (K, D).",
+                   "After the logits and before backward: queue[ptr:ptr + N] <- k. Return the "
+                   "updated queue as queue_after. A port that scores against the live queue "
+                   "buffer (no clone) gets the wrong grad_q here.",
+                   "k and the queue are DETACHED: both gradients are 0."))

@@ -23,7 +23,8 @@ from ..nn import Parameter
 from .io import Case, Expected, select_names
 
 __all__ = ["DEFAULT_SEED", "GENERAL_CONVENTIONS", "Spec", "SPECS", "register", "case_names",
-           "build_case", "build_cases", "reference", "away", "unit_rows", "SPECIAL", "sign_input",
+           "build_case", "build_cases", "reference",
+           "evaluate", "away", "unit_rows", "SPECIAL", "sign_input",
            "activation", "plain_weight", "standardize", "irnet_weight", "weight_input", "NO_CLIP",
            "ZERO_PAD"]
 
@@ -62,7 +63,10 @@ class Spec:
     tensor is a required non-differentiable output unless listed in `intermediates`.
     grads: inputs/params whose gradient is checked; `detached` ones must be exactly 0.
     exact: outputs compared exactly (besides integer ones). tolerance: name -> (atol factor of
-    max|want|, rtol) overrides.
+    max|want|, rtol) overrides. pseudo: gradients that pass through a sign's straight-through
+    estimator (name -> the estimator), which finite differences cannot check (fdcheck.py).
+    frozen: outputs the op computes as detached constants (CMIM's first-call normaliser Z);
+    the finite-difference check passes their unperturbed values back as attrs of that name.
     """
 
     name: str
@@ -78,6 +82,8 @@ class Spec:
     intermediates: tuple = ()
     exact: tuple = ()
     tolerance: dict = field(default_factory=dict)
+    pseudo: dict = field(default_factory=dict)     # grad name -> why it is a pseudo-gradient
+    frozen: tuple = ()                              # detached outputs, attrs in the FD check
 
 
 SPECS: dict[str, Spec] = {}
@@ -170,7 +176,7 @@ def _wrap(name: str, array: np.ndarray, wanted: set) -> Any:
     return Parameter(array) if name in wanted else Tensor(array)
 
 
-def _evaluate(spec: Spec, inputs: dict, params: dict, upstream: dict, attrs: dict) -> dict:
+def evaluate(spec: Spec, inputs: dict, params: dict, upstream: dict, attrs: dict) -> dict:
     wanted = set(spec.grads) - set(spec.detached)
     inp = {k: _wrap(k, v, wanted) for k, v in inputs.items()}
     prm = {k: _wrap(k, v, wanted) for k, v in params.items()}
@@ -201,7 +207,7 @@ def reference(name: str, inputs: dict, params: dict, upstream: dict, attrs: dict
     spec = SPECS.get(name)
     if spec is None:
         return None
-    return _evaluate(spec, inputs, params, upstream, attrs)
+    return evaluate(spec, inputs, params, upstream, attrs)
 
 
 def case_names() -> list[str]:
@@ -224,10 +230,10 @@ def build_case(name: str, seed: int = DEFAULT_SEED) -> Case:
     spec = SPECS[name]
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     inputs, params = spec.make(rng)
-    forward = _evaluate(spec, inputs, params, {}, spec.attrs)
+    forward = evaluate(spec, inputs, params, {}, spec.attrs)
     upstream = {o: np.array(1.0) if forward[o].ndim == 0 else rng.standard_normal(forward[o].shape)
                 for o in spec.outputs}
-    expected = _evaluate(spec, inputs, params, upstream, spec.attrs)
+    expected = evaluate(spec, inputs, params, upstream, spec.attrs)
     checks = {}
     for key, want in expected.items():
         atol, rtol = _tolerance(spec, key, want)

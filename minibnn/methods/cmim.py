@@ -187,32 +187,44 @@ class MemoryScores(Function):
     """s[b, j] = <V[S[b, j]], e[b]>: each anchor against its own gathered (detached) memory rows.
 
         e (B, d), V (M, d) ndarray, S (B, J) int  ->  s (B, J)
-        backward:  de[b] = sum_j ds[b, j] V[S[b, j]] = (G V)[b],  G (B, M) = ds added at (b, S)
+        backward:  de[b] = sum_j ds[b, j] V[S[b, j]]
 
-    Two equal computations: "dense" scores every row, (e V^T)[b, S[b]], in one BLAS product
-    (B M d multiply-adds); "gather" copies the B J rows first (B J d floats, about 30 times
-    slower per element on a CPU). "auto" takes dense when M <= 32 J.
+    The rows are copied at forward time, so backward uses V as it was when the scores were
+    computed even if the bank is updated in place before backward runs (the official code scores
+    against `index_select(...).detach()`, a copy, and updates the bank in the same forward).
+    Two equal computations: "dense" copies the U distinct rows S touches and scores them all,
+    (e V_U^T)[b, S'[b]], in one BLAS product (B U d multiply-adds); "gather" copies the B J
+    rows, one per (b, j) (cheaper when few rows repeat). "auto" takes dense when U <= 32 J.
     """
 
     @staticmethod
     def forward(ctx: Context, e: np.ndarray, memory: np.ndarray, index: np.ndarray,
                 method: str = "auto") -> np.ndarray:
-        dense = method == "dense" or (method == "auto" and len(memory) <= 32 * index.shape[1])
-        ctx.memory, ctx.index, ctx.dense = memory, index, dense
+        used = np.zeros(len(memory), dtype=bool)
+        used[index] = True
+        rows = np.flatnonzero(used)                                      # (U,) distinct rows
+        dense = method == "dense" or (method == "auto" and len(rows) <= 32 * index.shape[1])
         if dense:
-            return np.take_along_axis(e @ memory.T, index, axis=1)        # (B, M) -> (B, J)
-        return np.einsum("bjd,bd->bj", memory[index], e)
+            local = np.empty(len(memory), dtype=np.int64)
+            local[rows] = np.arange(len(rows))
+            ctx.rows, ctx.index = memory[rows], local[index]             # (U, d) copy, (B, J)
+            scores = np.take_along_axis(e @ ctx.rows.T, ctx.index, axis=1)   # (B, U) -> (B, J)
+        else:
+            ctx.rows, ctx.index = memory[index], None                    # (B, J, d) copy
+            scores = np.einsum("bjd,bd->bj", ctx.rows, e)
+        ctx.dense = dense
+        return scores
 
     @staticmethod
     def backward(ctx: Context, ds: np.ndarray):
-        memory, index = ctx.memory, ctx.index
-        n, m = index.shape[0], len(memory)
+        rows, index = ctx.rows, ctx.index
         if ctx.dense:
-            g = np.zeros(n * m, dtype=np.result_type(ds, memory))       # repeated S[b, j] add up
-            np.add.at(g, (np.arange(n)[:, None] * m + index).ravel(), ds.ravel())
-            de = g.reshape(n, m) @ memory                                # (B, M) @ (M, d)
+            n, u = index.shape[0], len(rows)
+            g = np.zeros(n * u, dtype=np.result_type(ds, rows))         # repeated S[b, j] add up
+            np.add.at(g, (np.arange(n)[:, None] * u + index).ravel(), ds.ravel())
+            de = g.reshape(n, u) @ rows                                  # (B, U) @ (U, d)
         else:
-            de = np.einsum("bj,bjd->bd", ds, memory[index])
+            de = np.einsum("bj,bjd->bd", ds, rows)
         return de, None, None
 
 
@@ -359,7 +371,7 @@ def info_nce(anchor: Tensor, positives: Tensor, negatives: Any = None, tau: floa
     else:
         columns.append((anchor * positives).sum(axis=1, keepdims=True))          # (B, 1)
     if negatives is not None:
-        neg = np.asarray(getattr(negatives, "data", negatives))
+        neg = np.array(getattr(negatives, "data", negatives))       # a copy: a queue may change
         if neg.ndim != 2 or neg.shape[1] != anchor.shape[1]:
             raise ValueError(f"info_nce: negatives must be (K, {anchor.shape[1]}), got {neg.shape}")
         columns.append(anchor @ Tensor(neg.T))                                   # (B, K)
@@ -378,7 +390,8 @@ def paper_loss(z_binary: Sequence[Tensor], z_latent: Sequence[Tensor], tau: floa
 
     z_binary[l], z_latent[l] (B, d): the embedded (unit-row) binary and latent activations of
     layer l; positives are the same sample, negatives the other samples of the batch and, with
-    `queues`, the latent embeddings of earlier batches (queue l is enqueued after use).
+    `queues`, the latent embeddings of earlier batches (queue l is enqueued after use; info_nce
+    copies the rows it scores, so backward sees the queue as it was at forward time).
     Returns the list of per-layer losses (the recipe averages them).
     Reference: Shang et al., ECCV 2022, arXiv:2207.02970 (abstract and README figure: MI between
     the binary and latent real activations of the same BNN, "three pairs").
@@ -394,7 +407,7 @@ def paper_loss(z_binary: Sequence[Tensor], z_latent: Sequence[Tensor], tau: floa
     losses = []
     for i, (zb, zr) in enumerate(zip(z_binary, z_latent)):
         queue = queues[i] if queues is not None else None
-        losses.append(info_nce(zb, zr, None if queue is None else queue.rows.copy(), tau))
+        losses.append(info_nce(zb, zr, None if queue is None else queue.rows, tau))
         if queue is not None and update:
             queue.enqueue(zr.data)
     return losses

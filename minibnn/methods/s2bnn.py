@@ -58,13 +58,16 @@ def moco_logits(q: Tensor, k, queue: np.ndarray, tau: float = DEFAULT_TAU) -> Te
     q, k (N, D), queue (K, D) -> logits (N, 1 + K).
 
     q: the query encoder's L2-normalised outputs (gradient flows); k: the key encoder's (a
-    constant); queue: K earlier keys. The positive logit is column 0.
+    constant); queue: K earlier keys. The positive logit is column 0. k and the queue are copied
+    here, so backward uses them as they were at forward time even when the caller enqueues k
+    before backward runs (as MoCo's forward does; the official code scores against
+    `queue.clone().detach()`).
     """
     k, queue = _values(k), _values(queue)
     if q.ndim != 2 or k.shape != tuple(q.shape) or queue.ndim != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(f"moco_logits: expected q (N, D), k (N, D) and queue (K, D), got q "
                          f"{tuple(q.shape)}, k {k.shape}, queue {queue.shape}")
-    k, queue = k.astype(q.dtype, copy=False), queue.astype(q.dtype, copy=False)
+    k, queue = np.array(k, dtype=q.dtype), np.array(queue, dtype=q.dtype)   # snapshots
     l_pos = F.sum(q * Tensor(k), axis=1, keepdims=True)       # (N, 1)
     l_neg = q @ Tensor(queue.T)                                 # (N, K)
     return F.concatenate([l_pos, l_neg], axis=1) / tau          # (N, 1 + K)
