@@ -297,8 +297,9 @@ def test_verify_skips_errors_and_counts(all_cases):
     assert [r.status() for r in result.reports] == ["OK", "ERROR", "ERROR", "SKIPPED"]
     assert "RuntimeError: not ported yet (at " in result["quantizer.approx"].error
     assert "the port returned list" in result["weight.xnor"].error
-    assert not result.ok and result.counts() == {"OK": 1, "NOT OK": 0, "ERROR": 2, "SKIPPED": 1}
-    assert "4 cases: 1 OK, 0 NOT OK, 2 ERROR, 1 skipped" in str(result)
+    assert not result.ok and result.counts() == {"OK": 1, "NOT OK": 0, "WRONG SHAPE": 0,
+                                              "ERROR": 2, "SKIPPED": 1}
+    assert "4 cases: 1 OK, 0 NOT OK, 0 WRONG SHAPE, 2 ERROR, 1 skipped" in str(result)
     assert cases[0].inputs["x"].max() < 7 and cases[2].inputs["w"].max() < 7   # untouched
     nothing = golden.verify(cases, lambda *args: None)
     assert not nothing.ok and "nothing was checked" in nothing.summary()
@@ -352,7 +353,7 @@ def test_cli_golden_then_verify_end_to_end(port_dir, capsys):
     assert main(["verify", "cases", "--against", "good_port:port"]) == 0
     out = capsys.readouterr().out
     assert "[OK] quantizer.ste" in out and "[OK] s2bnn.distribution_loss" in out
-    assert "5 cases: 2 OK, 0 NOT OK, 0 ERROR, 3 skipped" in out
+    assert "5 cases: 2 OK, 0 NOT OK, 0 WRONG SHAPE, 0 ERROR, 3 skipped" in out
 
     assert main(["verify", "cases", "--against", "bad_port.py:port", "--quiet"]) == 1
     out = capsys.readouterr().out

@@ -13,17 +13,19 @@ simulation's conv differs from the official code exactly where a pre-activation 
 the packed engine requires (bit = x < 0, bit 1 means -1); -0.0 and NaN also map to +1 there
 and here. Exact zeros are rare after batch norm and learnable biases, but appear for ReLU-like
 inputs or zero padding; zero *padding* itself is never binarized (see nn/binary.py).
+`with sign_zero():` switches to torch's sign(0) = 0 for a block (to compute what a port that
+follows the official code gives).
 """
 
 from .sign import (QUANTIZERS, ApproxSign, ApproxSignQuantizer, CallableQuantizer, EDEQuantizer,
                    EDESign, IdentityQuantizer, Quantizer, SignSTE, SteQuantizer, approx_sign,
-                   ede_sign, identity, make_quantizer, sign, ste_sign)
+                   ede_sign, identity, make_quantizer, sign, sign_zero, ste_sign)
 from .weights import (WEIGHT_QUANTIZERS, CallableWeight, IRNetWeight, ReActNetWeight,
                       ReActNetWeightSign, RealWeight, SignWeight, WeightQuantizer, XnorWeight,
                       make_weight_quantizer)
 
 __all__ = [
-    "sign", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign", "identity",
+    "sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign", "identity",
     "Quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer", "IdentityQuantizer",
     "CallableQuantizer", "QUANTIZERS", "make_quantizer",
     "WeightQuantizer", "XnorWeight", "IRNetWeight", "ReActNetWeight", "ReActNetWeightSign",
