@@ -27,9 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--check-reference is given)")
     parser.add_argument("--only", metavar="NAMES", default=None,
                         help="comma-separated case names or patterns, e.g. 'lcr.*'")
-    parser.add_argument("--tolerance-scale", type=float, default=1.0,
-                        help="multiply every tolerance; measured needs: 1 for float32, 30 for "
-                             "float16, 300 for bfloat16 ports (docs/golden.md)")
+    parser.add_argument("--tolerance-scale", type=float, default=None,
+                        help="multiply every tolerance (default 1, or as --precision says)")
+    parser.add_argument("--precision", choices=("float32", "float16", "bfloat16"),
+                        default=None, help="the port's float type: sets --tolerance-scale to "
+                                           "1, 100 or 1000 (measured, see docs/golden.md)")
     parser.add_argument("--convention", action="append", default=[], metavar="NAME",
                         help="a convention the port follows on purpose, judged on exactly the "
                              "elements it changes and reported in separate rows; 'sign0=zero' "
@@ -58,6 +60,12 @@ def _setup(args: argparse.Namespace):
     from .. import golden
     from ..golden.conventions import parse_conventions
 
+    from ..golden.compare import PRECISION_SCALES
+
+    if args.tolerance_scale is not None and args.precision is not None:
+        raise ValueError("give --precision or --tolerance-scale, not both")
+    if args.tolerance_scale is None:
+        args.tolerance_scale = PRECISION_SCALES[args.precision or "float32"]
     if not args.tolerance_scale > 0:
         raise ValueError(f"--tolerance-scale must be positive, got {args.tolerance_scale}")
     if args.fd_elements < 1:
