@@ -36,7 +36,8 @@ _SHAPE_MESSAGES = re.compile(
     r"size of tensor a \(\d+\) must match|shapes? .*cannot be multiplied|is invalid for input of "
     r"size|could not be broadcast|not aligned|cannot reshape|size mismatch|expected input\[.*\] "
     r"to have|Incompatible shapes|shape mismatch|dimension mismatch|must have the same shape|"
-    r"Dimensions must be equal|incompatible shapes|mismatch in shape", re.IGNORECASE)
+    r"Dimensions must be equal|incompatible shapes|mismatch in shape|mismatch in its core "
+    r"dimension|wrong shape", re.IGNORECASE)
 
 
 def is_shape_error(err: BaseException) -> bool:

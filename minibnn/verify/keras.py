@@ -156,7 +156,7 @@ class KerasPort(PortBase):
         variables = {}
         for name, key in mapping.items():
             var = state[key]
-            var.assign(keras.ops.convert_to_numpy(tensors[name]).astype(var.dtype))
+            var.assign(_to_numpy(tensors[name]).astype(var.dtype))
             if BACKEND == "torch" and var.trainable:
                 var.value.requires_grad_(True)
                 var.value.grad = None
