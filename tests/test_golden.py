@@ -394,7 +394,6 @@ def test_cli_golden_list_and_missing_dir(capsys):
     assert main(["golden", "--list", "--only", "lcr.*"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("lcr.loss_official") and len(out.splitlines()) == 3
-    assert main(["golden"]) == 1
-    assert "give the folder" in capsys.readouterr().err
+    assert main(["golden"]) == 1 and "give the folder" in capsys.readouterr().err
     assert main(["verify", "nowhere", "--against", "x:y"]) == 2
     assert "golden folder 'nowhere' does not exist" in capsys.readouterr().err

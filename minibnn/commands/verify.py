@@ -15,7 +15,12 @@ import sys
 
 __all__ = ["add_arguments", "run", "load_callable"]
 
-from ..verify.loading import load_callable  # noqa: E402 (re-exported for compatibility)
+
+def load_callable(spec: str):
+    """minibnn.verify.loading.load_callable, imported when used (keeps `minibnn --help` fast)."""
+    from ..verify.loading import load_callable as load
+
+    return load(spec)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
