@@ -8,8 +8,8 @@ Bi-Real 1808.00278, IR-Net 1909.10788, ReActNet 2003.03488. Multi-bit quantizers
 
 sign(0) = +1, unlike torch.sign(0) = 0 in the official IR-Net, ReActNet, Bi-Real Net, LCR-BNN,
 CMIM and S2-BNN code. What changes: an exact-zero activation or (standardised) weight becomes +1
-instead of 0, so our float simulation's conv differs from the official code exactly where a pre-
-activation is exactly 0 (it contributes +-w instead of 0). Why: with it every value is
+instead of 0, so our float simulation's conv differs from the official code exactly where a
+pre-activation is exactly 0 (it contributes +-w instead of 0). Why: with it every value is
 representable by one bit, which the packed engine requires (bit = x < 0, bit 1 means -1); -0.0
 and NaN also map to +1 there and here. Exact zeros are rare after batch norm and learnable
 biases, but appear for ReLU-like inputs or zero padding; zero *padding* itself is never
