@@ -59,3 +59,14 @@ def test_surrogates_are_frozen_at_the_base_point_and_restored():
     np.testing.assert_allclose(moved - base, [0, 1e-3, 1e-3, 1e-3, 1e-3])   # edges pass
     assert SignSTE.forward.__qualname__ == "SignSTE.forward"                # restored
     np.testing.assert_array_equal(ste_sign(Tensor(x + 1e-3)).data, [-1, 1, 1, 1, 1])
+
+
+def test_sign_zero_switches_the_convention_for_a_block_only():
+    from minibnn.quantizers import sign, sign_zero
+
+    x = np.array([-2.0, -0.0, 0.0, 3.0])
+    with pytest.raises(RuntimeError):
+        with sign_zero():
+            np.testing.assert_array_equal(sign(x), [-1, 0, 0, 1])
+            raise RuntimeError("restored even so")
+    np.testing.assert_array_equal(sign(x), [-1, 1, 1, 1])
