@@ -158,3 +158,13 @@ def test_wrong_output_shape_is_wrong_shape_not_error(all_cases):
     port.function("quantizer.ste", lambda i, p, a: torch.sign(i["x"]).T)
     report = golden.verify([all_cases["quantizer.ste"]], port)["quantizer.ste"]
     assert report.status() == "WRONG SHAPE"
+
+
+def test_memory_banks_updated_in_place_are_read_back(all_cases):
+    case = all_cases["cmim.official_first_call"]
+    got = make_port()(case.name, case.inputs, case.params, case.upstream, case.attrs)
+    assert {"memory_bnn", "memory_fp", "z_bnn", "z_fp"} <= set(got)
+    report = golden.compare(case, got)
+    values = [r for r in report.rows if not r.tensor.startswith("grad_")]
+    assert len(values) == 8 and all(r.status == "OK" for r in values), str(report)
+    assert not np.array_equal(got["memory_bnn"], case.params["memory_bnn"])   # it did move
