@@ -297,8 +297,8 @@ def test_verify_skips_errors_and_counts(all_cases):
     assert [r.status() for r in result.reports] == ["OK", "ERROR", "ERROR", "SKIPPED"]
     assert "RuntimeError: not ported yet (at " in result["quantizer.approx"].error
     assert "the port returned list" in result["weight.xnor"].error
-    assert not result.ok and result.counts() == {"OK": 1, "NOT OK": 0, "ERROR": 2, "SKIPPED": 1}
-    assert "4 cases: 1 OK, 0 NOT OK, 2 ERROR, 1 skipped" in str(result)
+    assert not result.ok and list(result.counts().values()) == [1, 0, 0, 2, 1]  # OK..SKIPPED
+    assert "4 cases: 1 OK, 0 NOT OK, 0 WRONG SHAPE, 2 ERROR, 1 skipped" in str(result)
     assert cases[0].inputs["x"].max() < 7 and cases[2].inputs["w"].max() < 7   # untouched
     nothing = golden.verify(cases, lambda *args: None)
     assert not nothing.ok and "nothing was checked" in nothing.summary()
@@ -352,7 +352,7 @@ def test_cli_golden_then_verify_end_to_end(port_dir, capsys):
     assert main(["verify", "cases", "--against", "good_port:port"]) == 0
     out = capsys.readouterr().out
     assert "[OK] quantizer.ste" in out and "[OK] s2bnn.distribution_loss" in out
-    assert "5 cases: 2 OK, 0 NOT OK, 0 ERROR, 3 skipped" in out
+    assert "5 cases: 2 OK, 0 NOT OK, 0 WRONG SHAPE, 0 ERROR, 3 skipped" in out
 
     assert main(["verify", "cases", "--against", "bad_port.py:port", "--quiet"]) == 1
     out = capsys.readouterr().out
@@ -385,7 +385,7 @@ def test_cli_verify_bad_arguments_are_one_line(port_dir, capsys, args, message):
     manifest = json.loads((port_dir / "cases" / "manifest.json").read_text())
     manifest["cases"] = {k: v for k, v in manifest["cases"].items() if not k.startswith("lcr.")}
     (port_dir / "cases" / "manifest.json").write_text(json.dumps(manifest))
-    assert main(["verify", "cases", *args]) == 1
+    assert main(["verify", "cases", *args]) == 2                  # a usage error, not a mismatch
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
@@ -394,7 +394,6 @@ def test_cli_golden_list_and_missing_dir(capsys):
     assert main(["golden", "--list", "--only", "lcr.*"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("lcr.loss_official") and len(out.splitlines()) == 3
-    assert main(["golden"]) == 1
-    assert "give the folder" in capsys.readouterr().err
-    assert main(["verify", "nowhere", "--against", "x:y"]) == 1
+    assert main(["golden"]) == 1 and "give the folder" in capsys.readouterr().err
+    assert main(["verify", "nowhere", "--against", "x:y"]) == 2
     assert "golden folder 'nowhere' does not exist" in capsys.readouterr().err

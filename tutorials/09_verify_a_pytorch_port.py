@@ -24,6 +24,7 @@ import torch.nn.functional as TF
 
 from minibnn import golden
 from minibnn.cli import main as minibnn_cli
+from minibnn.verify.torch import TorchPort
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
 WORK = Path(tempfile.mkdtemp(prefix="minibnn_golden_"))
@@ -58,39 +59,27 @@ assert conv.checks["wb"].kind == "intermediate" and not conv.checks["wb"].requir
 assert np.count_nonzero(conv.inputs["x"] == 0) == 3        # exact zeros, on purpose
 
 # %% [markdown]
-# ## 2. The calling convention, and a PyTorch adapter
+# ## 2. The calling convention, and the PyTorch adapter
 # `minibnn verify` calls the port once per case:
 #
 #     fn(name, inputs, params, upstream, attrs) -> dict[str, array] | None
 #
 # and expects the outputs under their names and the gradient of every input or parameter X
 # under `"grad_X"` — the gradient of `sum_o <upstream[o], output[o]>`, so for a scalar loss
-# (upstream 1.0) it is just `loss.backward()`. Returning `None` skips a case. The adapter below
-# is all the glue a PyTorch port needs: float arrays become float32 leaf tensors that require
-# grad, the forward runs, `torch.autograd.backward` applies the upstream gradients, and a
-# `None` gradient (a tensor the port detached) becomes zeros — which is exactly what the cases
-# expect for detached tensors.
+# (upstream 1.0) it is just `loss.backward()`. Returning `None` skips a case. minibnn ships
+# that glue for PyTorch: `minibnn.verify.torch.TorchPort` takes ordinary PyTorch functions
+# (or modules) per case, converts the arrays to float32 tensors, marks the ones whose gradient
+# the case checks as requiring grad, runs `torch.autograd.backward` with the case's upstream
+# gradients, and turns a `None` gradient (a tensor the port detached) into zeros — exactly
+# what the cases expect for detached tensors. docs/golden.md shows its module side (state
+# loaded by name, layouts, buffers, captured intermediates).
 
 # %%
-def torch_port(forwards: dict):
-    """A verify-callable from {case name: forward(inputs, params, attrs) -> dict of tensors}."""
-    def port(name, inputs, params, upstream, attrs):
-        if name not in forwards:
-            return None
-        leaves = {k: torch.tensor(v, dtype=torch.float32, requires_grad=True)
-                  if v.dtype.kind == "f" else torch.from_numpy(v)
-                  for k, v in {**inputs, **params}.items()}
-        out = forwards[name]({k: leaves[k] for k in inputs}, {k: leaves[k] for k in params},
-                             attrs)
-        names = list(upstream)
-        torch.autograd.backward([out[o] for o in names],
-                                [torch.tensor(upstream[o], dtype=torch.float32) for o in names])
-        result = {k: v.detach().numpy() for k, v in out.items()}
-        for k, leaf in leaves.items():
-            if leaf.requires_grad:
-                result["grad_" + k] = (np.zeros(leaf.shape, np.float32) if leaf.grad is None
-                                       else leaf.grad.numpy())
-        return result
+def torch_port(forwards: dict) -> TorchPort:
+    """The verify callable for {case name: forward(inputs, params, attrs) -> dict of tensors}."""
+    port = TorchPort()
+    for name, forward in forwards.items():
+        port.function(name, forward)
     return port
 
 
@@ -234,7 +223,9 @@ assert failing(bug, "layer.binary_conv2d.irnet_ede") == {"grad_weight"}
 # ## 6. The same from the command line
 # For your own port, put the callable in a file and run
 # `minibnn verify DIR --against my_port.py:port` (or `--against package.module:port`). It
-# prints the per-tensor report and exits with 1 when a tensor is NOT OK, so it fits in CI.
+# prints the per-tensor report and exits with 1 when a tensor is NOT OK (2 for a usage error
+# such as a misspelt function name), so it fits in CI; `--junit report.xml` and `--json` write
+# machine-readable reports.
 # Below, a plain-NumPy port of the distribution loss (with its hand-derived gradient
 # `(softmax(s/τ) - softmax(t/τ)) / (N τ)`) goes through the CLI, then its buggy twin.
 
@@ -270,8 +261,11 @@ assert (code_ok, code_bug) == (0, 1)
 # real layers, batch norm, the LCR loss (official and exact), CMIM (the released NCE with
 # memory banks and sampled indices, and the paper's InfoNCE), S2-BNN's losses and the packed
 # XNOR-popcount kernels. docs/golden.md describes the format and every convention; in
-# particular, a port that follows the *official* code (sign(0) = 0) will legitimately differ
-# from minibnn exactly on the exact-zero inputs — the report tells you where.
+# particular, a port that follows the *official* code (sign(0) = 0) differs from minibnn
+# exactly where an exact zero is binarised: declare it with `--convention sign0=zero` and those
+# elements are judged by torch.sign's rule, in rows of their own. `minibnn verify
+# --check-reference` recomputes the reference gradients by finite differences when you need to
+# know whether the port or the reference is wrong.
 
 # %%
 shutil.rmtree(WORK)          # the scratch folder; comment this out to look at the files

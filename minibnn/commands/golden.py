@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     cases = golden.read_manifest(args.out_dir)["cases"]
     out = Path(args.out_dir)
     size = sum((out / entry["file"]).stat().st_size for entry in cases.values())
+    size += manifest.stat().st_size
     print(f"wrote {len(cases)} golden cases to {out} ({manifest.name} + {len(cases)} .npz, "
-          f"{size / 1024:.0f} KB, seed {args.seed})")
+          f"{size / 1024:.0f} KB in all, seed {args.seed})")
     listed = {entry["file"] for entry in cases.values()}
     stale = sorted(p.name for p in out.glob("*.npz") if p.name not in listed)
     if stale:

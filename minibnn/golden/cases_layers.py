@@ -28,11 +28,7 @@ def _op_ede(i, p, a):
     return {"y": ede_sign(i["x"], t=a["t"], k=a["k"])}
 
 
-_SIGN_CASE = dict(make=sign_input, outputs=("y",), grads=("x",), exact=("y",),
-                  pseudo={"x": "the sign's pseudo-gradient"})
-_STE_W = {"w": "straight-through estimator of sign(W)"}
-_STE_XW = {"x": "straight-through estimator of sign(x)",
-           "weight": "straight-through estimator of sign(W)"}
+_SIGN_CASE = dict(make=sign_input, outputs=("y",), grads=("x",), exact=("y",))
 
 register(name="quantizer.ste", reference="minibnn.quantizers.ste_sign", op=_op_ste,
       attrs={"clip": 1.0},
@@ -63,8 +59,7 @@ def _op_weight(binarizer: Callable[[dict], Any]) -> Callable:
 
 
 _WEIGHT_CASE = dict(outputs=("wb",), grads=("w",))
-register(name="weight.xnor", pseudo=_STE_W,
-      reference="minibnn.quantizers.XnorWeight(detach_alpha=False)",
+register(name="weight.xnor", reference="minibnn.quantizers.XnorWeight(detach_alpha=False)",
       op=_op_weight(lambda a: XnorWeight("ste", detach_alpha=False)),
       make=weight_input(plain_weight), attrs={"clip": 1.0},
       description="XNOR-Net weights (arXiv:1603.05279): wb = alpha_o * sign(w_o), "
@@ -73,16 +68,14 @@ register(name="weight.xnor", pseudo=_STE_W,
                           "(d|w|/dw = sign(w), 0 at w = 0 as torch.abs), plus alpha times "
                           "the STE gradient, which passes |w| <= 1 (edges included)."),
       **_WEIGHT_CASE)
-register(name="weight.xnor_detached", pseudo=_STE_W,
-      reference="minibnn.quantizers.XnorWeight(detach_alpha=True)",
+register(name="weight.xnor_detached", reference="minibnn.quantizers.XnorWeight(detach_alpha=True)",
       op=_op_weight(lambda a: XnorWeight("ste", detach_alpha=True)),
       make=weight_input(plain_weight), attrs={"clip": 1.0},
       description="XNOR-Net weights with a detached scale: wb = alpha_o * sign(w_o), "
                   "dw = alpha_o * dwb * 1[|w| <= 1].",
       conventions=(SIGN0, "alpha = mean |w_o| is detached (a constant in the backward)."),
       **_WEIGHT_CASE)
-register(name="weight.irnet", pseudo=_STE_W,
-      reference="minibnn.quantizers.IRNetWeight",
+register(name="weight.irnet", reference="minibnn.quantizers.IRNetWeight",
       op=_op_weight(lambda a: IRNetWeight(EDEQuantizer(a["t"], a["k"]))),
       make=weight_input(irnet_weight), attrs={"t": 10 ** -0.5, "k": 10 ** 0.5},
       description="IR-Net balanced weights (arXiv:1909.10788): w_hat = (w - mean) / std per "
@@ -92,16 +85,14 @@ register(name="weight.irnet", pseudo=_STE_W,
                    "Autograd runs through the mean and the std (they are not detached).",
                    "s is detached; the last output channel has s = 0.5, the others s = 1.",
                    NO_CLIP), **_WEIGHT_CASE)
-register(name="weight.reactnet", pseudo=_STE_W,
-      reference="minibnn.quantizers.ReActNetWeight",
+register(name="weight.reactnet", reference="minibnn.quantizers.ReActNetWeight",
       op=_op_weight(lambda a: ReActNetWeight(clip=a["clip"])),
       make=weight_input(plain_weight), attrs={"clip": 1.0},
       description="ReActNet's HardBinaryConv weights (arXiv:2003.03488, S2-BNN step 2): "
                   "wb = alpha_o * sign(w_o), alpha_o = mean |w_o|, dw = dwb * 1[|w| <= 1].",
       conventions=(SIGN0, "alpha is DETACHED and does not appear in the gradient; the clip "
                           "edges |w| = 1 pass."), **_WEIGHT_CASE)
-register(name="weight.sign", pseudo=_STE_W,
-      reference="minibnn.quantizers.SignWeight",
+register(name="weight.sign", reference="minibnn.quantizers.SignWeight",
       op=_op_weight(lambda a: SignWeight("ste")), make=weight_input(plain_weight),
       attrs={"clip": 1.0},
       description="Unscaled binary weights (BNN): wb = sign(w), dw = dwb * 1[|w| <= 1].",
@@ -136,8 +127,7 @@ def _conv_maker(weight_maker, n=2, c=3, m=4, k=3, hw=5, bias=False) -> Callable:
 
 _CONV_ATTRS = dict(in_channels=3, out_channels=4, kernel_size=3)
 _LAYER_CASE = dict(outputs=("y",), intermediates=("wb",))
-register(name="layer.binary_conv2d.xnor_ste", pseudo=_STE_XW,
-      reference="minibnn.nn.binary.BinaryConv2d",
+register(name="layer.binary_conv2d.xnor_ste", reference="minibnn.nn.binary.BinaryConv2d",
       op=_op_binary_conv, make=_conv_maker(plain_weight, bias=True),
       attrs=dict(_CONV_ATTRS, stride=1, padding=1, input_quantizer="ste",
                  weight_quantizer="xnor"),
@@ -146,8 +136,7 @@ register(name="layer.binary_conv2d.xnor_ste", pseudo=_STE_XW,
                   "detached.", grads=("x", "weight", "bias"),
       conventions=(SIGN0, ZERO_PAD, "Intermediate wb = alpha * sign(W) (M, C, kh, kw)."),
       **_LAYER_CASE)
-register(name="layer.binary_conv2d.irnet_ede", pseudo=_STE_XW,
-      reference="minibnn.nn.binary.BinaryConv2d",
+register(name="layer.binary_conv2d.irnet_ede", reference="minibnn.nn.binary.BinaryConv2d",
       op=_op_binary_conv, make=_conv_maker(irnet_weight, hw=6),
       attrs=dict(_CONV_ATTRS, stride=2, padding=1, input_quantizer="ede",
                  weight_quantizer="irnet", t=10 ** -0.5, k=10 ** 0.5),
@@ -158,8 +147,7 @@ register(name="layer.binary_conv2d.irnet_ede", pseudo=_STE_XW,
       grads=("x", "weight"),
       conventions=(SIGN0, ZERO_PAD, "std is unbiased (n - 1); autograd through mean and std.",
                    "The last output channel has s = 0.5.", NO_CLIP), **_LAYER_CASE)
-register(name="layer.binary_conv2d.reactnet_approx", pseudo=_STE_XW,
-      reference="minibnn.nn.binary.BinaryConv2d",
+register(name="layer.binary_conv2d.reactnet_approx", reference="minibnn.nn.binary.BinaryConv2d",
       op=_op_binary_conv, make=_conv_maker(plain_weight),
       attrs=dict(_CONV_ATTRS, stride=1, padding=1, input_quantizer="approx",
                  weight_quantizer="reactnet"),
@@ -178,8 +166,7 @@ def _op_binary_linear(i, p, a):
     return {"y": layer(i["x"]), "wb": Tensor(layer.binary_weight())}
 
 
-register(name="layer.binary_linear.xnor_ste", pseudo=_STE_XW,
-      reference="minibnn.nn.binary.BinaryLinear",
+register(name="layer.binary_linear.xnor_ste", reference="minibnn.nn.binary.BinaryLinear",
       op=_op_binary_linear,
       make=lambda rng: ({"x": activation(rng, (4, 10))},
                         {"weight": plain_weight(rng, (3, 10)), "bias": rng.normal(0, 0.5, 3)}),
@@ -203,9 +190,7 @@ def _make_rsign(rng):
     return {"x": x}, {"shift.bias": b}
 
 
-register(name="layer.rsign",
-      pseudo={"x": "ApproxSign's pseudo-gradient", "shift.bias": "ApproxSign's pseudo-gradient"},
-      reference="minibnn.nn.binary.RSign", op=_op_rsign, make=_make_rsign,
+register(name="layer.rsign", reference="minibnn.nn.binary.RSign", op=_op_rsign, make=_make_rsign,
       attrs={"channels": 3}, outputs=("y",), grads=("x", "shift.bias"), exact=("y",),
       description="ReActNet's RSign: y = sign(x + b_c) with ApproxSign's pseudo-gradient; b is "
                   "a learnable per-channel shift (C,), broadcast as (1, C, 1, 1).",

@@ -147,7 +147,7 @@ _CMIM_COMMON = dict(reference="minibnn.methods.cmim.official_loss", op=_op_cmim_
                     grads=("f_bnn", "f_fp", "embed_bnn.weight", "embed_bnn.bias",
                            "embed_fp.weight", "embed_fp.bias"),
                     intermediates=("e_bnn", "e_fp"))
-register(name="cmim.official_first_call", frozen=("z_bnn", "z_fp"),
+register(name="cmim.official_first_call",
       attrs={"tau": 0.1, "momentum": 0.5, "eps": 1e-7, "z_bnn": None, "z_fp": None},
       description="CMIM's released loss (CRD-style NCE, arXiv:2207.02970 / 1910.10699) on the "
                   "first call: the normalisers are not set yet (attrs z = null) and become "

@@ -23,8 +23,7 @@ from ..nn import Parameter
 from .io import Case, Expected, select_names
 
 __all__ = ["DEFAULT_SEED", "GENERAL_CONVENTIONS", "Spec", "SPECS", "register", "case_names",
-           "build_case", "build_cases", "reference",
-           "evaluate", "away", "unit_rows", "SPECIAL", "sign_input",
+           "build_case", "build_cases", "reference", "away", "unit_rows", "SPECIAL", "sign_input",
            "activation", "plain_weight", "standardize", "irnet_weight", "weight_input", "NO_CLIP",
            "ZERO_PAD"]
 
@@ -46,8 +45,9 @@ GENERAL_CONVENTIONS = [
 ]
 
 SIGN0 = ("sign(x) = +1 for x >= 0, -1 otherwise: sign(0) = sign(-0.0) = +1. torch.sign gives 0 "
-         "there (as the official LCR-BNN, CMIM and S2-BNN code); this case contains exact zeros "
-         "so that difference shows.")
+         "there (as the official IR-Net, ReActNet, Bi-Real, LCR-BNN, CMIM and S2-BNN code; "
+         "minibnn verify --convention sign0=zero judges those elements by that rule); this "
+         "case contains exact zeros so that difference shows.")
 NO_CLIP = "No clipping of the pseudo-gradient outside |x| <= 1."
 ZERO_PAD = ("Zero padding of the binarized input: a padded position contributes 0, not +-1 "
             "(pad after binarizing, as F.conv2d(sign(x), ...)).")
@@ -63,10 +63,7 @@ class Spec:
     tensor is a required non-differentiable output unless listed in `intermediates`.
     grads: inputs/params whose gradient is checked; `detached` ones must be exactly 0.
     exact: outputs compared exactly (besides integer ones). tolerance: name -> (atol factor of
-    max|want|, rtol) overrides. pseudo: gradients that pass through a sign's straight-through
-    estimator (name -> the estimator), which finite differences cannot check (fdcheck.py).
-    frozen: outputs the op computes as detached constants (CMIM's first-call normaliser Z);
-    the finite-difference check passes their unperturbed values back as attrs of that name.
+    max|want|, rtol) overrides.
     """
 
     name: str
@@ -82,8 +79,6 @@ class Spec:
     intermediates: tuple = ()
     exact: tuple = ()
     tolerance: dict = field(default_factory=dict)
-    pseudo: dict = field(default_factory=dict)     # grad name -> why it is a pseudo-gradient
-    frozen: tuple = ()                              # detached outputs, attrs in the FD check
 
 
 SPECS: dict[str, Spec] = {}
@@ -176,7 +171,7 @@ def _wrap(name: str, array: np.ndarray, wanted: set) -> Any:
     return Parameter(array) if name in wanted else Tensor(array)
 
 
-def evaluate(spec: Spec, inputs: dict, params: dict, upstream: dict, attrs: dict) -> dict:
+def _evaluate(spec: Spec, inputs: dict, params: dict, upstream: dict, attrs: dict) -> dict:
     wanted = set(spec.grads) - set(spec.detached)
     inp = {k: _wrap(k, v, wanted) for k, v in inputs.items()}
     prm = {k: _wrap(k, v, wanted) for k, v in params.items()}
@@ -207,7 +202,7 @@ def reference(name: str, inputs: dict, params: dict, upstream: dict, attrs: dict
     spec = SPECS.get(name)
     if spec is None:
         return None
-    return evaluate(spec, inputs, params, upstream, attrs)
+    return _evaluate(spec, inputs, params, upstream, attrs)
 
 
 def case_names() -> list[str]:
@@ -230,10 +225,10 @@ def build_case(name: str, seed: int = DEFAULT_SEED) -> Case:
     spec = SPECS[name]
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     inputs, params = spec.make(rng)
-    forward = evaluate(spec, inputs, params, {}, spec.attrs)
+    forward = _evaluate(spec, inputs, params, {}, spec.attrs)
     upstream = {o: np.array(1.0) if forward[o].ndim == 0 else rng.standard_normal(forward[o].shape)
                 for o in spec.outputs}
-    expected = evaluate(spec, inputs, params, upstream, spec.attrs)
+    expected = _evaluate(spec, inputs, params, upstream, spec.attrs)
     checks = {}
     for key, want in expected.items():
         atol, rtol = _tolerance(spec, key, want)

@@ -6,24 +6,27 @@
 Imports only numpy and minibnn.autograd. Papers: BNN arXiv:1602.02830, XNOR-Net 1603.05279,
 Bi-Real 1808.00278, IR-Net 1909.10788, ReActNet 2003.03488. Multi-bit quantizers are left out.
 
-sign(0) = +1, unlike torch.sign(0) = 0 in the official LCR-BNN / CMIM / S2-BNN code. What
-changes: an exact-zero activation or (standardised) weight becomes +1 instead of 0, so our float
-simulation's conv differs from the official code exactly where a pre-activation is exactly 0
-(it contributes +-w instead of 0). Why: with it every value is representable by one bit, which
-the packed engine requires (bit = x < 0, bit 1 means -1); -0.0 and NaN also map to +1 there
-and here. Exact zeros are rare after batch norm and learnable biases, but appear for ReLU-like
-inputs or zero padding; zero *padding* itself is never binarized (see nn/binary.py).
+sign(0) = +1, unlike torch.sign(0) = 0 in the official IR-Net, ReActNet, Bi-Real Net, LCR-BNN,
+CMIM and S2-BNN code. What changes: an exact-zero activation or (standardised) weight becomes +1
+instead of 0, so our float simulation's conv differs from the official code exactly where a
+pre-activation is exactly 0 (it contributes +-w instead of 0). Why: with it every value is
+representable by one bit, which the packed engine requires (bit = x < 0, bit 1 means -1); -0.0
+and NaN also map to +1 there and here. Exact zeros are rare after batch norm and learnable
+biases, but appear for ReLU-like inputs or zero padding; zero *padding* itself is never
+binarized (see nn/binary.py).
+`with sign_zero():` switches to torch's sign(0) = 0 for a block (to compute what a port that
+follows the official code gives).
 """
 
 from .sign import (QUANTIZERS, ApproxSign, ApproxSignQuantizer, CallableQuantizer, EDEQuantizer,
                    EDESign, IdentityQuantizer, Quantizer, SignSTE, SteQuantizer, approx_sign,
-                   ede_sign, identity, make_quantizer, sign, ste_sign)
+                   ede_sign, identity, make_quantizer, sign, sign_zero, ste_sign)
 from .weights import (WEIGHT_QUANTIZERS, CallableWeight, IRNetWeight, ReActNetWeight,
                       ReActNetWeightSign, RealWeight, SignWeight, WeightQuantizer, XnorWeight,
                       make_weight_quantizer)
 
 __all__ = [
-    "sign", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign", "identity",
+    "sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign", "identity",
     "Quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer", "IdentityQuantizer",
     "CallableQuantizer", "QUANTIZERS", "make_quantizer",
     "WeightQuantizer", "XnorWeight", "IRNetWeight", "ReActNetWeight", "ReActNetWeightSign",

@@ -8,13 +8,14 @@ hyper-parameters (EDE's t and k change every epoch).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ..autograd import Context, Function, Tensor
 
-__all__ = ["sign", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign",
+__all__ = ["sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign",
            "identity", "Quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer",
            "IdentityQuantizer", "CallableQuantizer", "QUANTIZERS", "make_quantizer"]
 
@@ -35,7 +36,29 @@ def sign(x: np.ndarray) -> np.ndarray:
     y = (x < 0).astype(x.dtype if x.dtype.kind in "fi" else np.float32)
     y *= -2
     y += 1
+    if _ZERO_VALUE is not None:
+        y[x == 0] = _ZERO_VALUE
     return y
+
+
+_ZERO_VALUE: float | None = None       # None: the rule above (sign(0) = +1)
+
+
+@contextlib.contextmanager
+def sign_zero(value: float = 0.0) -> Iterator[None]:
+    """Inside the block, `sign` (and so every sign Function and weight binarizer forward) maps
+    an exact zero (+0.0 and -0.0) to `value` instead of +1; 0.0 reproduces torch.sign.
+
+    Used by the golden cases to compute what a port following torch.sign's convention should
+    give (minibnn verify --convention sign0=zero). Not thread-safe: a module-level setting,
+    restored on exit. The packed engine is unaffected (its bits cannot encode 0).
+    """
+    global _ZERO_VALUE
+    previous, _ZERO_VALUE = _ZERO_VALUE, float(value)
+    try:
+        yield
+    finally:
+        _ZERO_VALUE = previous
 
 
 class SignSTE(Function):
