@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import BinaryIO, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_text", "save_npz", "npz_writer", "load_npz", "fsync_dir",
+__all__ = ["atomic_write", "atomic_write_text", "replace_folder", "save_npz", "npz_writer", "load_npz", "fsync_dir",
            "file_mode"]
 
 
@@ -59,6 +60,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def replace_folder(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the finished folder `new` in place of `target` (which may not exist): two renames
+    and a removal. A kill between the renames leaves both complete folders beside `target`
+    (`.NAME.old-PID` and `new`), never a half-written one under its name."""
+    new, target = Path(new), Path(target)
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.rename(target, old)
+    os.rename(new, target)
+    fsync_dir(target.parent)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

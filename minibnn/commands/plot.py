@@ -20,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
 
     history = read_history(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"
-    plot_history(history, out, title=Path(args.run_dir).name)
+    # a folder name that is not valid UTF-8 still makes a title (with replacement characters)
+    title = Path(args.run_dir).name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    plot_history(history, out, title=title)
     print(f"wrote {out}")
     if any(key.startswith("lcr_pair") for row in history for key in row):   # an LCR-BNN run
         from ..plots import plot_lcr_estimates

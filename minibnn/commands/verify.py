@@ -3,7 +3,8 @@
 The function is called once per case as fn(name, inputs, params, upstream, attrs) and returns
 a dict of outputs and gradients "grad_<name>" (or None to skip the case); see docs/golden.md.
 Prints a per-tensor report and exits 1 if any tensor is NOT OK, a case errors, or nothing
-was checked.
+was checked. The port's file is imported and run like any Python code: only verify code you
+trust. A case that runs past --timeout seconds is reported as an error.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import argparse
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["add_arguments", "run", "load_callable"]
+__all__ = ["add_arguments", "run", "load_callable", "with_timeout", "CaseTimeout"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "tests/golden or one written by 'minibnn golden'")
     parser.add_argument("--against", required=True, metavar="MODULE:FUNCTION",
                         help="the port: an importable module (or a path/to/file.py) and a "
-                             "function name, e.g. my_port:golden_fn")
+                             "function name, e.g. my_port:golden_fn. This IMPORTS AND RUNS that "
+                             "file's code with your permissions: give only code you trust")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="a case whose call takes longer is reported as an ERROR and the "
+                             "next case runs (0: no limit)")
     parser.add_argument("--only", metavar="NAMES", default=None,
                         help="comma-separated case names or patterns, e.g. 'lcr.*'")
     parser.add_argument("--tolerance-scale", type=float, default=1.0,
@@ -51,15 +57,23 @@ def load_callable(spec: str) -> Callable[..., Any]:
         sys.modules[path.stem] = module
         try:
             loader_spec.loader.exec_module(module)
-        except ImportError as err:
-            raise ValueError(f"--against: importing {module_name!r} failed: {err}") from None
+        except SyntaxError as err:
+            raise ValueError(f"--against: {err.filename}:{err.lineno}: syntax error: "
+                             f"{err.msg}") from None
+        except Exception as err:  # noqa: BLE001 (whatever the port raises on import: one line)
+            raise ValueError(f"--against: importing {module_name!r} failed: "
+                             f"{type(err).__name__}: {err}") from None
     else:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_name)
-        except ImportError as err:
-            raise ValueError(f"--against: cannot import module {module_name!r}: {err}") from None
+        except SyntaxError as err:
+            raise ValueError(f"--against: {err.filename}:{err.lineno}: syntax error: "
+                             f"{err.msg}") from None
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"--against: cannot import module {module_name!r}: "
+                             f"{type(err).__name__}: {err}") from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -70,13 +84,40 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return target
 
 
+class CaseTimeout(Exception):
+    """A port's call on one case ran past --timeout."""
+
+
+def with_timeout(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+    """fn, interrupted after `seconds` of wall time by SIGALRM (POSIX main thread; elsewhere,
+    or with seconds 0, fn itself). The CaseTimeout becomes that case's ERROR report."""
+    if not seconds or not hasattr(signal, "setitimer"):
+        return fn
+
+    def expire(signum, frame):
+        raise CaseTimeout(f"no answer within {seconds:g} s (--timeout)")
+
+    def limited(*args, **kwargs):
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return limited
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import golden
 
     cases = golden.load_cases(args.directory, only=args.only)
     if not args.tolerance_scale > 0:
         raise ValueError(f"--tolerance-scale must be positive, got {args.tolerance_scale}")
-    fn = load_callable(args.against)
+    if not args.timeout >= 0:
+        raise ValueError(f"--timeout must be >= 0 seconds, got {args.timeout}")
+    fn = with_timeout(load_callable(args.against), args.timeout)
     result = golden.verify(cases, fn, tolerance_scale=args.tolerance_scale)
     for report in result.reports:
         if not args.quiet or not report.ok:
