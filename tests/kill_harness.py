@@ -6,7 +6,7 @@ Trains a tiny binary MLP on the synthetic data set for 3 epochs and kills traini
 at chosen file-system operations inside the run folder (mkdir, fsync, chmod, rename/replace,
 unlink, rmtree): at EVERY operation of the last epoch's writes (resuming a folder stopped after
 epoch 2), and at N seeded operations of a whole run from scratch. After each kill the run is
-resumed to the end and compared with an uninterrupted run: every array of last.npz and best.npz
+resumed to the end (or, killed before its config.json existed, started again by the same command) and compared with an uninterrupted run: every array of last.npz and best.npz
 bit-exact, the same epoch and best epoch, the complete history (timings aside), the record's
 SHA-256 sums matching the files, and no leftover staging or temporary files.
 
@@ -162,11 +162,14 @@ def sweep(work: Path, seeded: int, seed: int) -> dict:
             killed = _child(["train", "--resume", str(run), "--quiet"], run, k)
         else:
             killed = _child(["train", *ARGS, "--out", str(run)], run, k)
-        resumed = _child(["train", "--resume", str(run), "--quiet"], run)
+        if (run / "config.json").exists():
+            resumed = _child(["train", "--resume", str(run), "--quiet"], run)
+        else:       # killed before the run existed: the user runs the same command again
+            resumed = _child(["train", *ARGS, "--out", str(run)], run)
         problems = [] if killed == -signal.SIGKILL else [f"not killed (status {killed})"]
         problems += [f"resume exited with {resumed}"] if resumed else compare(run, reference)
         results.append({"kind": kind, "kill_at": k, "problems": problems})
-        shutil.rmtree(run)
+        shutil.rmtree(run, ignore_errors=True)
     best_epoch = json.loads((reference / "run.json").read_text())["best_epoch"]
     return {"last_epoch_ops": last_epoch_ops, "all_ops": all_ops, "best_epoch": best_epoch,
             "results": results}

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -47,6 +49,9 @@ class TrainConfig:
     teacher: str | None = None             # checkpoint of a teacher network, for the methods
 
     def __post_init__(self) -> None:
+        for name in _FLOATS + _INTS + _BOOLS:            # NumPy scalars -> Python (JSON-able)
+            if isinstance(getattr(self, name), np.generic):
+                setattr(self, name, getattr(self, name).item())
         problems = _type_problems(self)
         if problems:
             raise ValueError("; ".join(problems))

@@ -38,7 +38,8 @@ def read_config(run_dir: Path) -> TrainConfig:
     """RUN/config.json as a TrainConfig; one line naming the file and the field on error."""
     path = resolve(run_dir, "config.json")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a minibnn run folder")
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a minibnn run folder, or "
+                                f"its run was interrupted before it began (start it again)")
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(values, dict):
@@ -135,11 +136,24 @@ def resume_training(out_dir: str | Path, epochs: int | None = None, quiet: bool 
     run = build_run(config)
     if state is None:
         return _with_notes(_train(run, out_dir, 0, [], quiet, stop_after, new_record()), notes)
-    run.load(state)
+    _load_run_state(run, state, path)
     record = record or {"run_id": state.get("run_id") or new_record()["run_id"], "files": {}}
     record = {key: value for key, value in record.items() if key not in ("format", "epoch")}
     result = _train(run, out_dir, done, list(state["history"]), quiet, stop_after, record)
     return _with_notes(result, notes)
+
+
+def _load_run_state(run, state: dict, path: Path) -> None:
+    """Optimizer, loader and method state of last.npz into a freshly built run (one line on error)."""
+    for key in ("optimizer", "loader", "method"):
+        if not isinstance(state.get(key), dict):
+            raise CheckpointError(f"{path}: header field {key!r} must be a dict, found "
+                                  f"{state.get(key)!r:.60}")
+    try:
+        run.load(state)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the saved state does not fit this run "
+                              f"({type(err).__name__}: {err})") from None
 
 
 def _with_notes(result: RunResult, notes: list) -> RunResult:

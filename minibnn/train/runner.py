@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .history import history_texts
 from ..methods import Recipe
 from .loop import Callback, NonFiniteLossError, cross_entropy_loss, evaluate, fit
-from .runfolder import EpochTransaction, recover
+from .runfolder import EpochTransaction, recover, resolve
 from .setup import make_lr_schedule, make_optimizer
 
 __all__ = ["run_training", "RunResult", "build_run", "CHECKPOINT_FORMAT", "config_text",
@@ -265,7 +265,7 @@ def run_training(config: TrainConfig, out_dir: str | Path, quiet: bool = False,
         atomic_write_text(out_dir / "config.json", config_text(config))
         return _train(run, out_dir, 0, history, quiet, stop_after, new_record())
     except BaseException:
-        if not history and not (out_dir / "last.npz").exists():
+        if not history and not resolve(out_dir, "last.npz").exists():   # nothing committed
             _remove_unstarted(out_dir, created)
         raise
 
