@@ -97,6 +97,17 @@ def test_a_run_killed_before_its_first_epoch_starts_again(tmp_path):
         assert np.array_equal(a["model"][key], b["model"][key])
 
 
+def test_the_same_command_restarts_a_folder_without_epochs_but_not_another_config(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(tiny().to_dict()))
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_training(tiny(lr=0.5), run, quiet=True)
+    assert run_training(tiny(), run, quiet=True).trained == 2
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_training(tiny(), run, quiet=True)
+
+
 def test_readers_see_the_committed_state_without_writing(tmp_path):
     result = run_training(tiny(), tmp_path / "run", quiet=True)
     model, config = load_model(result.out_dir)

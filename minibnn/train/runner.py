@@ -253,11 +253,11 @@ def run_training(config: TrainConfig, out_dir: str | Path, quiet: bool = False,
     folder again (or, for a folder that existed, what it wrote into it)."""
     out_dir = Path(out_dir)
     recover(out_dir)
-    for name in ("last.npz", "config.json"):
-        if (out_dir / name).exists():
-            raise ValueError(f"{out_dir} already holds a run ({name}); continue it with "
-                             f"'minibnn train --resume {out_dir}' or choose another --out folder")
-    run = build_run(config)
+    if (out_dir / "last.npz").exists() or (out_dir / "config.json").exists() and \
+            _saved_config(out_dir) != config.to_dict():
+        raise ValueError(f"{out_dir} already holds a run; continue it with "
+                         f"'minibnn train --resume {out_dir}' or choose another --out folder")
+    run = build_run(config)     # a folder with this very config and no epoch: start it again
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     history: list = []
@@ -268,6 +268,13 @@ def run_training(config: TrainConfig, out_dir: str | Path, quiet: bool = False,
         if not history and not resolve(out_dir, "last.npz").exists():   # nothing committed
             _remove_unstarted(out_dir, created)
         raise
+
+
+def _saved_config(out_dir: Path):
+    try:
+        return json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _remove_unstarted(out_dir: Path, created: bool) -> None:
