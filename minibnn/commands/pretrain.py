@@ -105,9 +105,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for note in ([] if args.quiet else result.notes):
         print(f"recovered {result.out_dir}: {note}", file=sys.stderr)
+    stop_after = args.stop_after
     if not result.trained:
-        print(f"nothing to do: {result.out_dir} already finished its {len(result.history)} "
-              f"epochs (give --epochs N to extend it)")
+        why = (f"--stop-after {stop_after}" if stop_after else "give --epochs N to extend it")
+        print(f"nothing to do: {result.out_dir} has already trained {len(result.history)} "
+              f"epochs ({why})")
         return 0
     print(f"kNN validation accuracy {result.val_accuracy:.4f} after epoch {result.final['epoch']}; "
           f"use it as a teacher with --teacher {result.out_dir}, or evaluate it with "

@@ -124,16 +124,17 @@ def check_args(args: argparse.Namespace, command: str = "train") -> None:
                              f"this run uses --method {method}")
 
 
-def report(result, quiet: bool, what: str = "validation accuracy") -> int:
+def report(result, quiet: bool, stop_after: int | None = None) -> int:
     if not quiet:
         for note in result.notes:
             print(f"recovered {result.out_dir}: {note}", file=sys.stderr)
     if not result.trained:
-        print(f"nothing to do: {result.out_dir} already finished its {len(result.history)} "
-              f"epochs (give --epochs N to extend it)")
+        why = (f"--stop-after {stop_after}" if stop_after else "give --epochs N to extend it")
+        print(f"nothing to do: {result.out_dir} has already trained {len(result.history)} "
+              f"epochs ({why})")
         return 0
     best = max(r["val_accuracy"] for r in result.history)
-    print(f"{what} {result.val_accuracy:.4f} after epoch {result.final['epoch']} "
+    print(f"validation accuracy {result.val_accuracy:.4f} after epoch {result.final['epoch']} "
           f"(best {best:.4f}); run folder {result.out_dir}")
     return 0
 
@@ -158,4 +159,4 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"minibnn train: error: {err}", file=sys.stderr)
         return 1
-    return report(result, args.quiet)
+    return report(result, args.quiet, args.stop_after)
