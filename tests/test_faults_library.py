@@ -106,6 +106,29 @@ def test_bad_cifar_batches_are_one_line_data_errors(tmp_path, content, message):
         formats.read_cifar_batch(path)
 
 
+def test_train_on_cifar10_with_a_tampered_meta_runs_no_code(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [1, 2, 3, 4]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+        monkeypatch.setitem(formats.PUBLISHED_MD5["cifar-10-batches-py"], name,
+                            formats.md5sum(folder / name))      # genuine batches
+    marker = tmp_path / "pwned"
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": _Payload(str(marker))}))
+    assert main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "batches.meta: MD5 mismatch, expected 5ff9c542aee3614f3951f8cda6e48888" in err
+    monkeypatch.setitem(formats.PUBLISHED_MD5["cifar-10-batches-py"], "batches.meta",
+                        formats.md5sum(folder / "batches.meta"))   # even with a matching sum
+    assert main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 1
+    assert "refused to load the global" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
 def test_cifar_meta_files_have_their_published_md5():
     assert formats.PUBLISHED_MD5["cifar-10-batches-py"]["batches.meta"] == \
         "5ff9c542aee3614f3951f8cda6e48888"
