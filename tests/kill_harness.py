@@ -17,6 +17,7 @@ costs a fraction of a second. Prints one JSON report.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -176,8 +177,6 @@ def sweep(work: Path, seeded: int, seed: int) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
     parser.add_argument("--seeded", type=int, default=4)

@@ -53,6 +53,7 @@ def run_copy(run_dir, tmp_path):
     (["--lcr-alpha", "3"], "--lcr-alpha is an option of --method lcr, but this run uses "
                            "--method ce"),
     (["--method", "lcr", "--cmim-tau", "0.5"], "--cmim-tau is an option of --method cmim"),
+    (["--teacher", "t.npz"], "--teacher is used by --method lcr, cmim or s2bnn"),
     (["--batch-size", "53"], "batch size 53 leaves a last training batch of one image "
                              "(160 images = 3 x 53 + 1)"),
 ])

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..methods import add_method_arguments, options_from_args
+from ..methods import METHODS, add_method_arguments, options_from_args
 from ..train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 __all__ = ["add_arguments", "run", "config_from_args", "check_args", "report", "RESUME_OPTIONS"]
@@ -115,11 +115,15 @@ def check_args(args: argparse.Namespace, command: str = "train") -> None:
                              f"it), --data-dir, --stop-after and --quiet; start a new run with "
                              f"--out to change it")
         return
+    if command != "train":
+        return
     method = getattr(args, "method", None)
-    prefixes = {"lcr": "lcr_", "cmim": "cmim_", "s2bnn": "s2bnn_"}
+    if method == "ce" and "teacher" in explicit:
+        raise ValueError("--teacher is used by --method lcr, cmim or s2bnn, but this run uses "
+                         "--method ce (plain cross-entropy), which has no teacher")
     for name in sorted(explicit):
-        owner = next((m for m, p in prefixes.items() if name.startswith(p)), None)
-        if command == "train" and owner is not None and owner != method:
+        owner = next((m for m in METHODS if name.startswith(f"{m}_")), None)
+        if owner is not None and owner != method:
             raise ValueError(f"--{name.replace('_', '-')} is an option of --method {owner}, but "
                              f"this run uses --method {method}")
 
