@@ -104,8 +104,27 @@ def _version() -> str:
     return f"minibnn {__version__}"
 
 
+def _explicit_options(parser: argparse.ArgumentParser, argv: list[str], command: str) -> set:
+    """The dests of the options the user actually typed after COMMAND (defaults left out), so a
+    command can refuse options that do not apply instead of silently ignoring them."""
+    sub = next((a.choices[command] for a in parser._actions
+                if isinstance(a, argparse._SubParsersAction) and command in a.choices), None)
+    if sub is None or command not in argv:
+        return set()
+    for action in sub._actions:
+        action.default = argparse.SUPPRESS
+    try:
+        given, _ = sub.parse_known_args(argv[argv.index(command) + 1:])
+    except SystemExit:           # cannot happen after a successful parse; be safe anyway
+        return set()
+    return {dest for dest in vars(given) if not dest.startswith("_")}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args._explicit = _explicit_options(parser, argv, args.command)
     keep_freed_memory()       # NumPy's big temporaries reuse heap pages (see allocator.py)
     module = importlib.import_module(args._module)
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from .npzio import atomic_write
+
 __all__ = ["plot_history", "plot_curves", "save_figure"]
 
 
@@ -18,10 +20,13 @@ def _pyplot():
 
 
 def save_figure(fig, path: str | Path) -> Path:
+    """Write the figure atomically (temporary file, then rename): never a half-written image."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    fmt = path.suffix[1:].lower() or "png"
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight"))
+    finally:
+        _pyplot().close(fig)
     return path
 
 

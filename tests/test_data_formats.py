@@ -169,7 +169,7 @@ def test_check_md5_mismatch_names_file_expected_and_actual(tmp_path):
 
 def test_published_md5_table_is_complete_and_well_formed():
     sizes = {folder: len(table) for folder, table in formats.PUBLISHED_MD5.items()}
-    assert sizes == {"mnist": 4, "fashion-mnist": 4, "cifar-10-batches-py": 7, "cifar-100-python": 3}
+    assert sizes == {"mnist": 4, "fashion-mnist": 4, "cifar-10-batches-py": 8, "cifar-100-python": 4}
     for table in formats.PUBLISHED_MD5.values():
         for digest in table.values():
             assert len(digest) == 32 and int(digest, 16) >= 0 and digest == digest.lower()

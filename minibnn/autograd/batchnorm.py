@@ -97,6 +97,10 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
         if arr is not None and np.shape(getattr(arr, "data", arr)) != (c,):
             raise ValueError(f"batch_norm: {name} must have shape ({c},) for input {x.shape}, "
                              f"got {np.shape(getattr(arr, 'data', arr))}")
+    for name, arr in (("running_mean", running_mean), ("running_var", running_var)):
+        if arr is not None and not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f"):
+            raise TypeError(f"batch_norm: {name} must be a floating-point ndarray (it is updated "
+                            f"in place), got {getattr(arr, 'dtype', type(arr).__name__)}")
     if training:
         n = x.size // c
         if n < 2:

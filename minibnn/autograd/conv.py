@@ -22,6 +22,14 @@ def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
+def _check_geometry(name: str, kernel=None, stride=(1, 1), padding=(0, 0)) -> None:
+    """stride and kernel sizes >= 1 and padding >= 0, as PyTorch requires (one-line errors)."""
+    for what, value, low in (("kernel size", kernel, 1), ("stride", stride, 1),
+                             ("padding", padding, 0)):
+        if value is not None and min(value) < low:
+            raise ValueError(f"{name}: {what} must be >= {low}, got {value}")
+
+
 def _out_size(size: int, k: int, s: int, p: int) -> int:
     return (size + 2 * p - k) // s + 1
 
@@ -126,6 +134,7 @@ class Conv2d(Function):
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """2-D cross-correlation on NCHW, as torch.nn.functional.conv2d (zero padding, groups=1)."""
     stride, padding = _pair(stride), _pair(padding)
+    _check_geometry("conv2d", None, stride, padding)
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"conv2d: expected input (N, C, H, W) and weight (M, C, kh, kw), "
                          f"got {x.shape} and {weight.shape}")
@@ -185,7 +194,8 @@ class AvgPool2d(Function):
         return _scatter_taps(dtaps, xp_shape, k, stride, out, padding, x_shape[2:])
 
 
-def _check_pool(name: str, x: Tensor, k: tuple, padding: tuple) -> None:
+def _check_pool(name: str, x: Tensor, k: tuple, stride: tuple, padding: tuple) -> None:
+    _check_geometry(name, k, stride, padding)
     if x.ndim != 4:
         raise ValueError(f"{name}: expected input (N, C, H, W), got shape {x.shape}")
     if padding[0] * 2 > k[0] or padding[1] * 2 > k[1]:
@@ -196,14 +206,16 @@ def _check_pool(name: str, x: Tensor, k: tuple, padding: tuple) -> None:
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     k, padding = _pair(kernel_size), _pair(padding)
-    _check_pool("max_pool2d", x, k, padding)
-    return MaxPool2d.apply(x, k=k, stride=_pair(stride or kernel_size), padding=padding)
+    stride = _pair(kernel_size if stride is None else stride)
+    _check_pool("max_pool2d", x, k, stride, padding)
+    return MaxPool2d.apply(x, k=k, stride=stride, padding=padding)
 
 
 def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     k, padding = _pair(kernel_size), _pair(padding)
-    _check_pool("avg_pool2d", x, k, padding)
-    return AvgPool2d.apply(x, k=k, stride=_pair(stride or kernel_size), padding=padding)
+    stride = _pair(kernel_size if stride is None else stride)
+    _check_pool("avg_pool2d", x, k, stride, padding)
+    return AvgPool2d.apply(x, k=k, stride=stride, padding=padding)
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:

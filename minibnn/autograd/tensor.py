@@ -32,6 +32,9 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
             arr = arr.astype(DEFAULT_DTYPE)
     if dtype is not None and arr.dtype != dtype:
         arr = arr.astype(dtype)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"Tensor data must be boolean, integer or floating-point numbers, got "
+                        f"dtype {arr.dtype} ({type(data).__name__})")
     return arr
 
 

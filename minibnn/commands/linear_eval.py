@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..npzio import atomic_write_text
+
 __all__ = ["add_arguments", "run", "extract_embeddings", "linear_evaluation", "train_linear"]
 
 
@@ -165,5 +167,5 @@ def run(args: argparse.Namespace) -> int:
         keep.update(checkpoint=str(args.checkpoint), dataset=name, epochs=args.epochs, lr=args.lr,
                     standardize=args.standardize)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(keep, indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(keep, indent=2) + "\n")
     return 0

@@ -20,12 +20,17 @@ def run(args: argparse.Namespace) -> int:
 
     history = read_history(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"
-    plot_history(history, out, title=Path(args.run_dir).name)
-    print(f"wrote {out}")
+    plot_history(history, out, title=_shown(Path(args.run_dir).name))
+    print(f"wrote {_shown(out)}")
     if any(key.startswith("lcr_pair") for row in history for key in row):   # an LCR-BNN run
         from ..plots import plot_lcr_estimates
 
         lcr_out = out.with_name("lcr_estimates.png")
         plot_lcr_estimates(history, lcr_out)
-        print(f"wrote {lcr_out}")
+        print(f"wrote {_shown(lcr_out)}")
     return 0
+
+
+def _shown(path) -> str:
+    """A file name that is not valid UTF-8, printable (undecodable bytes become U+FFFD)."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")

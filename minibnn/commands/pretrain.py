@@ -13,6 +13,7 @@ Defaults follow MoCo v2 (Chen et al., arXiv:2003.04297): SGD lr 0.03, momentum 0
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -59,9 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--out", default=None,
                      help="run folder (default: runs/moco-MODEL-DATASET-...)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
-                     help="continue a pretraining run bit-exactly (--epochs may extend it)")
+                     help="continue a pretraining run bit-exactly from its last.npz; only "
+                          "--epochs (to extend it), --data-dir, --stop-after and --quiet may be "
+                          "given with it, other options are refused")
     run.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
-                     help="stop after this epoch (the run can be resumed later)")
+                     help="stop after this epoch, >= 1 (the run can be resumed later)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -72,7 +75,7 @@ def config_from_args(args: argparse.Namespace):
         "contrastive", real=True, model=args.model, width=args.width, dataset=args.dataset,
         data_dir=args.data_dir, limit_train=args.limit_train, optimizer=args.optimizer,
         lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-        schedule=args.schedule, epochs=args.epochs or 8, batch_size=args.batch_size,
+        schedule=args.schedule, epochs=8 if args.epochs is None else args.epochs, batch_size=args.batch_size,
         seed=args.seed, dim=args.moco_dim, queue=args.moco_k, key_momentum=args.moco_m,
         tau=args.moco_t, aug=args.aug, crop_min=args.crop_min, noise=args.noise,
         flip=args.flip, shuffle_bn=args.shuffle_bn, knn_bank=args.knn_bank)
@@ -80,20 +83,33 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..train import resume_training, run_training
+    from ..train.loop import NonFiniteLossError
+    from .train import check_args
 
-    if args.resume:
-        result = resume_training(args.resume, epochs=args.epochs, quiet=args.quiet,
-                                 stop_after=args.stop_after)
-    else:
-        config = config_from_args(args)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path(args.out or f"runs/moco-{config.model}-{config.dataset}-s{config.seed}-{stamp}")
-        if not args.quiet:
-            print(f"MoCo v2 pretraining of the real-valued {config.model} (width {config.width}) "
-                  f"on {config.dataset} for {config.epochs} epochs -> {out}")
-        result = run_training(config, out, quiet=args.quiet, stop_after=args.stop_after)
-    if not result.history:
-        print(f"nothing to do: {result.out_dir} already finished its epochs")
+    check_args(args, "pretrain")
+    try:
+        if args.resume:
+            result = resume_training(args.resume, epochs=args.epochs, quiet=args.quiet,
+                                     stop_after=args.stop_after, data_dir=args.data_dir)
+        else:
+            config = config_from_args(args)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out = Path(args.out or
+                       f"runs/moco-{config.model}-{config.dataset}-s{config.seed}-{stamp}")
+            if not args.quiet:
+                print(f"MoCo v2 pretraining of the real-valued {config.model} (width "
+                      f"{config.width}) on {config.dataset} for {config.epochs} epochs -> {out}")
+            result = run_training(config, out, quiet=args.quiet, stop_after=args.stop_after)
+    except NonFiniteLossError as err:
+        print(f"minibnn pretrain: error: {err}", file=sys.stderr)
+        return 1
+    for note in ([] if args.quiet else result.notes):
+        print(f"recovered {result.out_dir}: {note}", file=sys.stderr)
+    stop_after = args.stop_after
+    if not result.trained:
+        why = (f"--stop-after {stop_after}" if stop_after else "give --epochs N to extend it")
+        print(f"nothing to do: {result.out_dir} has already trained {len(result.history)} "
+              f"epochs ({why})")
         return 0
     print(f"kNN validation accuracy {result.val_accuracy:.4f} after epoch {result.final['epoch']}; "
           f"use it as a teacher with --teacher {result.out_dir}, or evaluate it with "

@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..npzio import atomic_write_text
+
 __all__ = ["add_arguments", "run", "RobustnessTable", "corruption_accuracy",
            "corruption_errors", "relative_corruption_errors", "mean_corruption_error",
            "format_table", "write_results", "CHUNK"]
@@ -206,14 +208,14 @@ def write_results(out_dir: str | Path, table: RobustnessTable,
     data = {"model": table.to_dict(), "summary": summarize(table, baseline)}
     if baseline is not None:
         data["baseline"] = baseline.to_dict()
-    (out_dir / "robustness.json").write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write_text(out_dir / "robustness.json", json.dumps(data, indent=2) + "\n")
     rows = ["model,corruption,severity,accuracy,error"]
     for t in [table] + ([baseline] if baseline is not None else []):
         rows.append(f"{t.name},clean,0,{t.clean_accuracy:.6f},{t.clean_error:.6f}")
         for i, c in enumerate(t.corruptions):
             for j, s in enumerate(t.severities):
                 rows.append(f"{t.name},{c},{s},{t.accuracy[i, j]:.6f},{t.errors[i, j]:.6f}")
-    (out_dir / "robustness.csv").write_text("\n".join(rows) + "\n")
+    atomic_write_text(out_dir / "robustness.csv", "\n".join(rows) + "\n")
     png = plot_robustness(table, out_dir / "robustness.png", baseline=baseline)
     return {"json": out_dir / "robustness.json", "csv": out_dir / "robustness.csv", "png": png}
 

@@ -7,13 +7,14 @@ With no options it trains the small binary CNN on the bundled MNIST test-set spl
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from ..methods import add_method_arguments, options_from_args
+from ..methods import METHODS, add_method_arguments, options_from_args
 from ..train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 
-__all__ = ["add_arguments", "run", "config_from_args"]
+__all__ = ["add_arguments", "run", "config_from_args", "check_args", "report", "RESUME_OPTIONS"]
 
 _DEFAULTS = TrainConfig()
 
@@ -66,10 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--out", default=None,
                      help="run folder (default: runs/MODEL-binary|real-DATASET-sSEED-TIME)")
     run.add_argument("--resume", metavar="RUN_DIR", default=None,
-                     help="continue the run in RUN_DIR from its last checkpoint, bit-exactly "
-                          "(other options are read from RUN_DIR/config.json; --epochs may extend it)")
+                     help="continue the run in RUN_DIR from its last checkpoint (last.npz), "
+                          "bit-exactly, after checking it against the folder's record; every "
+                          "option comes from the run itself: only --epochs (to extend it), "
+                          "--data-dir, --stop-after and --quiet may be given, others are refused")
     run.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
-                     help="stop after this epoch (the run can be resumed later)")
+                     help="stop after this epoch, >= 1 (the run can be resumed later)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -79,7 +82,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         width=args.width, input_quantizer=args.input_quantizer,
         weight_quantizer=args.weight_quantizer, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, epochs=args.epochs or _DEFAULTS.epochs,
+        warmup_epochs=args.warmup_epochs,
+        epochs=_DEFAULTS.epochs if args.epochs is None else args.epochs,
         batch_size=args.batch_size, seed=args.seed, augment=args.augment,
         clip_weights=args.clip_weights, ede_t_min=args.ede_t_min, ede_t_max=args.ede_t_max,
         limit_train=args.limit_train, method=args.method, teacher=args.teacher,
@@ -93,14 +97,61 @@ def _default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.model}-{kind}-{config.dataset}-s{config.seed}-{stamp}"
 
 
+RESUME_OPTIONS = {"resume", "epochs", "data_dir", "stop_after", "quiet"}
+
+
+def check_args(args: argparse.Namespace, command: str = "train") -> None:
+    """Refuse values that can never work, and options that would be silently ignored."""
+    for name in ("epochs", "stop_after"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    explicit = getattr(args, "_explicit", set())
+    if getattr(args, "resume", None):
+        ignored = sorted(explicit - RESUME_OPTIONS)
+        if ignored:
+            raise ValueError(f"--{ignored[0].replace('_', '-')} cannot be given with --resume: "
+                             f"the run folder fixes every option except --epochs (to extend "
+                             f"it), --data-dir, --stop-after and --quiet; start a new run with "
+                             f"--out to change it")
+        return
+    if command != "train":
+        return
+    method = getattr(args, "method", None)
+    if method == "ce" and "teacher" in explicit:
+        raise ValueError("--teacher is used by --method lcr, cmim or s2bnn, but this run uses "
+                         "--method ce (plain cross-entropy), which has no teacher")
+    for name in sorted(explicit):
+        owner = next((m for m in METHODS if name.startswith(f"{m}_")), None)
+        if owner is not None and owner != method:
+            raise ValueError(f"--{name.replace('_', '-')} is an option of --method {owner}, but "
+                             f"this run uses --method {method}")
+
+
+def report(result, quiet: bool, stop_after: int | None = None) -> int:
+    if not quiet:
+        for note in result.notes:
+            print(f"recovered {result.out_dir}: {note}", file=sys.stderr)
+    if not result.trained:
+        why = (f"--stop-after {stop_after}" if stop_after else "give --epochs N to extend it")
+        print(f"nothing to do: {result.out_dir} has already trained {len(result.history)} "
+              f"epochs ({why})")
+        return 0
+    best = max(r["val_accuracy"] for r in result.history)
+    print(f"validation accuracy {result.val_accuracy:.4f} after epoch {result.final['epoch']} "
+          f"(best {best:.4f}); run folder {result.out_dir}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import resume_training, run_training
     from ..train.loop import NonFiniteLossError
 
+    check_args(args)
     try:
         if args.resume:
             result = resume_training(args.resume, epochs=args.epochs, quiet=args.quiet,
-                                     stop_after=args.stop_after)
+                                     stop_after=args.stop_after, data_dir=args.data_dir)
         else:
             config = config_from_args(args)
             out = Path(args.out) if args.out else _default_out(config)
@@ -110,12 +161,6 @@ def run(args: argparse.Namespace) -> int:
                       f"epochs (seed {config.seed}) -> {out}")
             result = run_training(config, out, quiet=args.quiet, stop_after=args.stop_after)
     except NonFiniteLossError as err:
-        print(f"minibnn train: error: {err}")
+        print(f"minibnn train: error: {err}", file=sys.stderr)
         return 1
-    if not result.history:
-        print(f"nothing to do: {result.out_dir} already finished its epochs")
-        return 0
-    best = max(r["val_accuracy"] for r in result.history)
-    print(f"validation accuracy {result.val_accuracy:.4f} after epoch {result.final['epoch']} "
-          f"(best {best:.4f}); run folder {result.out_dir}")
-    return 0
+    return report(result, args.quiet, args.stop_after)

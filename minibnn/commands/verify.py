@@ -5,7 +5,9 @@ a dict of outputs and gradients "grad_<name>" (or None to skip the case); see do
 Prints a per-tensor report. Exit codes: 0 every checked tensor OK; 1 a mismatch (a tensor NOT
 OK, MISSING or WRONG SHAPE, a case that raised, nothing checked, or --check-reference finding
 an inconsistent reference); 2 a usage error (bad option, port that cannot be loaded, unreadable
-golden folder), reported on one line.
+golden folder), reported on one line. The port's file is imported and run like any Python
+code: only verify code you trust. A case that runs past --timeout seconds is reported as an
+error and the next case runs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_arguments", "run", "load_callable"]
+__all__ = ["add_arguments", "run", "load_callable", "with_timeout"]
 
 
 def load_callable(spec: str):
@@ -23,13 +25,24 @@ def load_callable(spec: str):
     return load(spec)
 
 
+def with_timeout(fn, seconds: float):
+    """minibnn.verify.loading.with_timeout, imported when used."""
+    from ..verify.loading import with_timeout as limit
+
+    return limit(fn, seconds)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="a golden folder (manifest.json + .npz), e.g. "
                                           "tests/golden or one written by 'minibnn golden'")
     parser.add_argument("--against", metavar="MODULE:FUNCTION", default=None,
                         help="the port: an importable module (or a path/to/file.py) and a "
                              "function name, e.g. my_port:golden_fn (required unless "
-                             "--check-reference is given)")
+                             "--check-reference is given). This IMPORTS AND RUNS that file's "
+                             "code with your permissions: give only code you trust")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="a case whose call takes longer is reported as an ERROR and the "
+                             "next case runs (0: no limit)")
     parser.add_argument("--only", metavar="NAMES", default=None,
                         help="comma-separated case names or patterns, e.g. 'lcr.*'")
     parser.add_argument("--tolerance-scale", type=float, default=None,
@@ -73,6 +86,8 @@ def _setup(args: argparse.Namespace):
         args.tolerance_scale = PRECISION_SCALES[args.precision or "float32"]
     if not args.tolerance_scale > 0:
         raise ValueError(f"--tolerance-scale must be positive, got {args.tolerance_scale}")
+    if not args.timeout >= 0:
+        raise ValueError(f"--timeout must be >= 0 seconds, got {args.timeout}")
     if args.fd_elements < 1:
         raise ValueError(f"--fd-elements must be at least 1, got {args.fd_elements}")
     if args.against is None and not args.check_reference:
@@ -80,7 +95,7 @@ def _setup(args: argparse.Namespace):
                          "to check the golden cases themselves)")
     conventions = parse_conventions(args.convention)
     cases = golden.load_cases(args.directory, only=args.only)
-    fn = load_callable(args.against) if args.against else None
+    fn = with_timeout(load_callable(args.against), args.timeout) if args.against else None
     return cases, fn, conventions
 
 

@@ -189,7 +189,7 @@ def _locate_verified(name: str, data_dir) -> Path:
     folder = find_dataset_dir(name, data_dir)
     fix = f"Delete it and fetch it again with:\n  {_download_command(name, folder.parent)}"
     for fname in LAYOUT[name][1]:
-        if fname in PUBLISHED_MD5[folder.name]:  # CIFAR meta files have no published sum
+        if fname in PUBLISHED_MD5[folder.name]:
             _verify_md5(folder / fname, PUBLISHED_MD5[folder.name][fname], fix)
     return folder
 

@@ -35,10 +35,10 @@ class DataError(ValueError):
     """A data file is missing, truncated, corrupt or does not match its published checksum."""
 
 
-# Per-file MD5 sums published by the dataset maintainers (see shared/data/README.md): MNIST as
-# listed in torchvision's MNIST.resources, Fashion-MNIST from the zalandoresearch/fashion-mnist
-# README, CIFAR from torchvision's cifar.py. Keys are the folder names the download script writes.
-# The CIFAR metadata files (batches.meta, meta) have no published sum and are not listed.
+# Per-file MD5 sums published for the dataset files: MNIST as listed in torchvision's
+# MNIST.resources, Fashion-MNIST from the zalandoresearch/fashion-mnist README, CIFAR (data
+# batches and the metadata files batches.meta / meta) from torchvision's cifar.py. Keys are the
+# folder names the download script writes.
 PUBLISHED_MD5: dict[str, dict[str, str]] = {
     "mnist": {
         "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -60,11 +60,13 @@ PUBLISHED_MD5: dict[str, dict[str, str]] = {
         "data_batch_4": "634d18415352ddfa80567beed471001a",
         "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
         "test_batch": "40351d587109b95175f43aff81a1287e",
+        "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
     },
     "cifar-100-python": {
         "cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85",
         "train": "16019d7e3df5f24257cddd939b257f8d",
         "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+        "meta": "7973b15100ade9c7d40fb424638fde48",
     },
 }
 
@@ -154,17 +156,61 @@ def read_idx_labels(path: PathLike) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR "python version": pickled dicts written by Python 2, hence encoding="latin1".
+#
+# A pickle can name any importable callable and have it called while loading: that is how a
+# tampered file runs code. The CIFAR files hold only dicts, lists, strings, bytes, numbers and
+# one NumPy uint8 array per batch, so the unpickler below admits exactly the globals a NumPy
+# array needs to be rebuilt (and with dtype uint8 only) and refuses every other one. The MD5
+# check in datasets.py runs first; this is the second wall, for files that have no sum or a
+# user's own copy.
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),          # how pickle protocol 2 stores bytes written by Python 3
+}
+_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+
+def _numeric_scalar(dtype, *args):
+    """numpy's scalar(dtype, bytes), for numeric dtypes only (labels pickled as NumPy ints)."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+        raise pickle.UnpicklingError(f"refused a NumPy scalar of dtype {dtype!r}")
+    return np.frombuffer(args[0], dtype=dtype, count=1)[0] if args else dtype.type(0)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """pickle.Unpickler admitting builtin containers and scalars and plain NumPy arrays only."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SCALAR:
+            return _numeric_scalar
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load the global {module}.{name}: a CIFAR file "
+                                     f"holds only lists, dicts, strings, numbers and arrays")
+
+
+def _check_pickled_arrays(obj, path: PathLike, depth: int = 0) -> None:
+    """Every array in a loaded CIFAR dict must be a plain numeric array (no object dtype)."""
+    if isinstance(obj, np.ndarray) and obj.dtype.kind not in "biuf":
+        raise DataError(f"{path}: holds an array of dtype {obj.dtype}, expected numbers")
+    if isinstance(obj, dict) and depth < 2:
+        for value in obj.values():
+            _check_pickled_arrays(value, path, depth + 1)
 
 
 def _unpickle(path: PathLike) -> dict:
-    """Load a CIFAR pickle. Pickles can run code: only open files whose MD5 you have checked."""
+    """Load a CIFAR pickle with the restricted unpickler (no code is run, whatever the file)."""
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, IndexError) as err:
-        raise DataError(f"{path}: not a readable CIFAR pickle (truncated or corrupt): {err!r}") from err
+            obj = _CifarUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, IndexError,
+            TypeError, KeyError, ImportError, MemoryError) as err:
+        raise DataError(f"{path}: not a readable CIFAR pickle, truncated or corrupt ({err})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
+    _check_pickled_arrays(obj, path)
     return obj
 
 
@@ -182,7 +228,12 @@ def read_cifar_batch(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(d["data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: expected 'data' uint8 (N, 3072), found {data.dtype} {data.shape}")
-    y = np.asarray(d[label_key], dtype=np.int64)
+    labels = d[label_key]
+    if not isinstance(labels, (list, np.ndarray)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels):
+        raise DataError(f"{path}: expected '{label_key}' to be a list of integers, found "
+                        f"{type(labels).__name__} holding {type(next(iter(labels), None)).__name__}")
+    y = np.asarray(labels, dtype=np.int64)
     if y.shape != (data.shape[0],):
         raise DataError(f"{path}: expected {data.shape[0]} labels, found shape {y.shape}")
     return data.reshape(-1, 3, 32, 32), y  # (N, 3072) -> (N, 3, 32, 32)
@@ -193,6 +244,8 @@ def read_cifar_meta(path: PathLike) -> list[str]:
     d = _unpickle(path)
     for key in ("label_names", "fine_label_names"):
         if key in d:
-            return [str(name) for name in d[key]]
+            if not isinstance(d[key], list) or not all(isinstance(n, (str, bytes)) for n in d[key]):
+                raise DataError(f"{path}: expected '{key}' to be a list of class names")
+            return [n.decode("latin1") if isinstance(n, bytes) else n for n in d[key]]
     raise DataError(f"{path}: expected key 'label_names' or 'fine_label_names', found {sorted(d)}")
 

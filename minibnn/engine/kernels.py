@@ -297,7 +297,10 @@ def _output_arrays(mode: int, shape: tuple, m: int):
 
 def _check_words(name: str, a, ndim: int, k: int | None = None, tail: bool = False) -> np.ndarray:
     """Thin validation in front of the jitted cores (never inside the hot loops). tail=True also
-    checks that bits past k are 0 (done for weights, once; activations are trusted)."""
+    checks that bits past k are 0 (weights, once; activations at the one-shot entry points
+    binary_linear / xnor_gemm / binary_conv2d; a prepared layer trusts its packer's output)."""
+    if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+        raise ValueError(f"{name}: the channel count k must be a positive integer, found {k!r}")
     if not isinstance(a, np.ndarray) or a.dtype != np.uint64:
         found = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
         raise ValueError(f"{name} must be a uint64 ndarray of packed words, found {found}")
@@ -415,7 +418,8 @@ def binary_linear(x_words: np.ndarray, w_words: np.ndarray, k: int, scale=None, 
     Returns int32 (B, M) = x . w^T; with scale/bias float32 (B, M) = acc*scale + bias; with
     to_bits=True uint64 (B, ceil(M/64)) = packed sign(acc*scale + bias).
     """
-    return PackedLinear(w_words, k, scale, bias, to_bits)(x_words)
+    layer = PackedLinear(w_words, k, scale, bias, to_bits)
+    return layer(_check_words("x_words", x_words, 2, k, tail=True))   # one-shot: tails too
 
 
 def binary_linear_reference(x_pm1, w_pm1, scale=None, bias=None, to_bits=False):

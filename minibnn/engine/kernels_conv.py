@@ -309,4 +309,5 @@ def prepare_conv2d(w_words, c: int, stride: int = 1, padding: int = 0, scale=Non
 def binary_conv2d(x_words, w_words, c: int, stride: int = 1, padding: int = 0, scale=None,
                   bias=None, to_bits: bool = False) -> np.ndarray:
     """One-shot packed conv: prepare_conv2d(...)(x_words). See PackedConv2d for the outputs."""
-    return PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits)(x_words)
+    layer = PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits)
+    return layer(_check_words("x_words", x_words, 4, c, tail=True))   # one-shot: tails too

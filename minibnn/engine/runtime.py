@@ -186,11 +186,32 @@ class PackedModel:
         if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             raise PackedFormatError(f"{path}: format version {version!r} cannot be read by this "
                                     f"minibnn (reads versions 1..{FORMAT_VERSION})")
+        _check_header(header, arrays, path)
         nodes = [_node_from_state(i, spec, arrays, path) for i, spec in enumerate(header["nodes"])]
         try:
             return cls(nodes, header["meta"], header["output"])
         except (KeyError, ValueError) as err:
             raise PackedFormatError(f"{path}: inconsistent graph ({err})") from err
+
+
+def _check_header(header: dict, arrays: dict, path) -> None:
+    """Field types of a packed model's header, and finite float arrays (one line per problem)."""
+    for key, kind in (("nodes", list), ("meta", dict)):
+        if not isinstance(header.get(key), kind):
+            raise PackedFormatError(f"{path}: header field {key!r} must be a {kind.__name__}, "
+                                    f"found {type(header.get(key)).__name__}")
+    fields = {"kind": str, "name": str, "attrs": dict}
+    for i, spec in enumerate(header["nodes"]):
+        if not isinstance(spec, dict):
+            raise PackedFormatError(f"{path}: header node {i} must be an object, found "
+                                    f"{type(spec).__name__}")
+        for key, kind in fields.items():
+            if not isinstance(spec.get(key), kind):
+                raise PackedFormatError(f"{path}: header node {i} field {key!r} must be a "
+                                        f"{kind.__name__}, found {spec.get(key)!r:.40}")
+    for key, value in arrays.items():
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise PackedFormatError(f"{path}: array {key!r} holds NaN or infinite values")
 
 
 def _node_from_state(i: int, spec: dict, arrays: dict, path) -> Node:

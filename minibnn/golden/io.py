@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from ..npzio import replace_folder
 
 __all__ = ["FORMAT", "VERSION", "GROUPS", "Expected", "Case", "write_cases", "read_manifest",
            "load_cases", "load_case", "select_names"]
@@ -157,10 +161,27 @@ def write_cases(cases: Sequence[Case], out_dir: str | Path, seed: int | None = N
     """Write `<name>.npz` per case and a manifest.json listing exactly these cases.
 
     Returns the manifest path. Files of other cases already in out_dir are left alone but are
-    no longer listed. The output is byte-identical for identical cases.
+    no longer listed. The output is byte-identical for identical cases. Everything is written
+    into a temporary folder beside out_dir that then takes its place, so an interruption never
+    leaves a half-written folder under out_dir's name.
     """
-    out = Path(out_dir)
+    target = Path(out_dir)
+    out = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if out.exists():
+        shutil.rmtree(out)
+    if target.is_dir():
+        shutil.copytree(target, out)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_cases(cases, out, seed, generator, conventions)
+        replace_folder(out, target)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return target / "manifest.json"
+
+
+def _write_cases(cases, out: Path, seed, generator: str, conventions) -> Path:
     names = [c.name for c in cases]
     if len(set(names)) != len(names):
         raise ValueError(f"write_cases: duplicate case names in {names}")
@@ -219,6 +240,8 @@ def read_manifest(directory: str | Path) -> dict:
                          f"(this minibnn reads version {VERSION})")
     if not isinstance(manifest.get("cases"), dict):
         raise ValueError(f"{path}: 'cases' must map case names to entries")
+    if not manifest["cases"]:
+        raise ValueError(f"{path}: 'cases' is empty; a golden folder lists at least one case")
     return manifest
 
 

@@ -2,14 +2,18 @@
 
 A run folder holds config.json, last.npz (the state after the last finished epoch: model,
 optimizer, loader generators, method state, history), best.npz (the model with the best
-validation accuracy), history.json and history.csv. `run_training(config, out_dir)` starts a run;
-`resume_training(out_dir)` continues one bit-exactly from last.npz.
+validation accuracy), history.json, history.csv and run.json (the record naming the run and the
+SHA-256 of each file). The files of an epoch are written as one transaction (runfolder.py).
+`run_training(config, out_dir)` starts a run; resume.py continues one bit-exactly.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import secrets
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +21,17 @@ import numpy as np
 from ..data import BatchLoader, load_dataset, transforms
 from ..models import build_model
 from ..nn import binary as binary_nn
-from .checkpoint import CheckpointError, atomic_write_text, load_state, save_state
+from ..nn.layers import BatchNorm1d, BatchNorm2d
+from .checkpoint import atomic_write_text, state_writer
 from .config import TrainConfig
-from .history import write_history
+from .history import history_texts
 from ..methods import Recipe
 from .loop import Callback, NonFiniteLossError, cross_entropy_loss, evaluate, fit
+from .runfolder import EpochTransaction, recover, resolve
 from .setup import make_lr_schedule, make_optimizer
 
-__all__ = ["run_training", "resume_training", "load_model", "RunResult", "build_run",
-           "CHECKPOINT_FORMAT"]
+__all__ = ["run_training", "RunResult", "build_run", "CHECKPOINT_FORMAT", "config_text",
+           "new_record", "check_batches"]
 
 CHECKPOINT_FORMAT = "minibnn-checkpoint-1"
 
@@ -35,6 +41,8 @@ class RunResult:
     out_dir: Path
     history: list
     final: dict            # the last epoch's row
+    notes: list = field(default_factory=list)   # what recovery repaired before a resume
+    trained: int = 0       # epochs this call trained (0: the run had finished already)
 
     @property
     def val_accuracy(self) -> float:
@@ -94,21 +102,51 @@ class _EpochSchedules(Callback):
 
 
 class _Checkpointer(Callback):
-    """After every epoch: last.npz (full state), best.npz (best model), history files."""
+    """After every epoch, one transaction (runfolder.py): last.npz (full state), best.npz (when
+    the epoch is the best so far), history.json/.csv, config.json and the record run.json.
 
-    def __init__(self, run, out_dir: Path, history: list, stop_after: int | None):
+    An epoch whose validation or training values are not finite, or whose weights or batch-norm
+    statistics are not, is refused before anything is written, so last.npz stays the last good
+    epoch."""
+
+    def __init__(self, run, out_dir: Path, history: list, stop_after: int | None,
+                 record: dict):
         self.run, self.out_dir, self.history, self.stop_after = run, out_dir, history, stop_after
+        self.record = record                     # run_id, files (name -> sha256), best_epoch
 
     def on_epoch_end(self, epoch: int, row: dict) -> None:
-        self.history.append(row)
-        state = self.run.state(epoch + 1, self.history)
-        save_state(self.out_dir / "last.npz", state)
-        best = max(r.get("val_accuracy", 0.0) for r in self.history)
+        _check_finite_epoch(epoch, row, self.run.model)
+        history = self.history + [row]
+        state = {**self.run.state(epoch + 1, history), "run_id": self.record["run_id"]}
+        tx = EpochTransaction(self.out_dir, epoch + 1)
+        tx.write("last.npz", state_writer(state))
+        best = max(r.get("val_accuracy", 0.0) for r in history)
         if row.get("val_accuracy", 0.0) >= best:
-            save_state(self.out_dir / "best.npz", {**state, "optimizer": {}, "loader": {}})
-        write_history(self.out_dir, self.history)
+            tx.write("best.npz", state_writer({**state, "optimizer": {}, "loader": {}}))
+            self.record["best_epoch"] = epoch + 1
+        text, table = history_texts(history)
+        tx.write_text("history.json", text)
+        tx.write_text("history.csv", table)
+        tx.write_text("config.json", config_text(self.run.config))
+        tx.commit(self.record)
+        self.record["files"].update(tx.files)
+        self.history.append(row)
         if self.stop_after is not None and epoch + 1 >= self.stop_after:
             raise _StopRequested
+
+
+def _check_finite_epoch(epoch: int, row: dict, model) -> None:
+    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(f"{bad[0]} became {row[bad[0]]} at epoch {epoch + 1}")
+    for name, value in model.state_dict().items():
+        if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise NonFiniteLossError(f"the model entry {name} holds NaN or infinite values "
+                                     f"after epoch {epoch + 1}")
+
+
+def config_text(config: TrainConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
 class _StopRequested(Exception):
@@ -144,6 +182,7 @@ def build_run(config: TrainConfig) -> _Run:
     if config.limit_train:
         train = train.subset(np.arange(min(config.limit_train, len(train))))
     model = _model_for(config, train, np.random.default_rng(config.seed))
+    check_batches(config, len(train), model)
     recipe = make_recipe(config, model, train)
     optimizer = make_optimizer(config, model, recipe.parameters())
     train_loader, val_loader = _loaders(config, train, val, recipe)
@@ -166,8 +205,10 @@ def make_recipe(config: TrainConfig, model, train_set) -> Recipe:
 
 
 def _train(run: _Run, out_dir: Path, start_epoch: int, history: list, quiet: bool,
-           stop_after: int | None) -> RunResult:
+           stop_after: int | None, record: dict) -> RunResult:
     config, model = run.config, run.model
+    if stop_after is not None and stop_after <= start_epoch:
+        return RunResult(out_dir, history, history[-1] if history else {})
     flips = binary_nn.FlipRatio(model) if not config.real else None
     if flips is not None:
         flips.update()                                   # remember the signs we start from
@@ -182,7 +223,7 @@ def _train(run: _Run, out_dir: Path, start_epoch: int, history: list, quiet: boo
         return run.loss.evaluate(model, loader) or evaluate(model, loader)
 
     callbacks = (_EpochSchedules(config, run.optimizer, model), run.loss,
-                 _Checkpointer(run, out_dir, history, stop_after))
+                 _Checkpointer(run, out_dir, history, stop_after, record))
     try:
         fit(model, run.loss, run.optimizer, run.train_loader, run.val_loader, config.epochs,
             start_epoch, callbacks, after_step, evaluate_fn=evaluate_fn, flip_ratio=flips,
@@ -193,50 +234,68 @@ def _train(run: _Run, out_dir: Path, start_epoch: int, history: list, quiet: boo
         kept = (f"the last good checkpoint is {out_dir / 'last.npz'} (epoch {len(history)})"
                 if history else "no epoch had finished, so no checkpoint was written")
         raise NonFiniteLossError(f"{err}; training stopped and {kept}") from None
-    return RunResult(out_dir, history, history[-1] if history else {})
+    return RunResult(out_dir, history, history[-1] if history else {},
+                     trained=len(history) - start_epoch)
+
+
+def new_record() -> dict:
+    """The record of a new run. The run id only names the run (so a checkpoint copied in from
+    another run is recognised); it takes no part in any computation."""
+    return {"run_id": secrets.token_hex(8), "files": {}}
 
 
 def run_training(config: TrainConfig, out_dir: str | Path, quiet: bool = False,
                  stop_after: int | None = None) -> RunResult:
-    """Train `config` from scratch into `out_dir` (which must not hold a run already)."""
+    """Train `config` from scratch into `out_dir` (which must not hold a run already).
+
+    Everything that can fail before training (data, model, method) is built before the folder
+    is made; a run that fails or is interrupted before its first epoch is written removes the
+    folder again (or, for a folder that existed, what it wrote into it)."""
     out_dir = Path(out_dir)
-    if (out_dir / "last.npz").exists():
-        raise ValueError(f"{out_dir} already holds a run (last.npz); continue it with "
+    recover(out_dir)
+    if (out_dir / "last.npz").exists() or (out_dir / "config.json").exists() and \
+            _saved_config(out_dir) != config.to_dict():
+        raise ValueError(f"{out_dir} already holds a run; continue it with "
                          f"'minibnn train --resume {out_dir}' or choose another --out folder")
+    run = build_run(config)     # a folder with this very config and no epoch: start it again
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
-    return _train(build_run(config), out_dir, 0, [], quiet, stop_after)
+    history: list = []
+    try:
+        atomic_write_text(out_dir / "config.json", config_text(config))
+        return _train(run, out_dir, 0, history, quiet, stop_after, new_record())
+    except BaseException:
+        if not history and not resolve(out_dir, "last.npz").exists():   # nothing committed
+            _remove_unstarted(out_dir, created)
+        raise
 
 
-def resume_training(out_dir: str | Path, epochs: int | None = None, quiet: bool = False,
-                    stop_after: int | None = None) -> RunResult:
-    """Continue the run in `out_dir` from last.npz, bit-exactly; `epochs` may extend it."""
-    out_dir = Path(out_dir)
-    state = load_state(out_dir / "last.npz")
-    _check_format(state, out_dir / "last.npz")
-    config = TrainConfig.from_dict(state["config"])
-    if epochs is not None:
-        config.epochs = epochs
-    run = build_run(config)
-    run.load(state)
-    return _train(run, out_dir, int(state["epoch"]), list(state["history"]), quiet, stop_after)
+def _saved_config(out_dir: Path):
+    try:
+        return json.loads((out_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
-def _check_format(state: dict, path: Path) -> None:
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a minibnn training checkpoint "
-                              f"(format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
+def _remove_unstarted(out_dir: Path, created: bool) -> None:
+    """Undo a run that never finished an epoch: nothing in it is worth keeping."""
+    if created:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return
+    (out_dir / "config.json").unlink(missing_ok=True)
+    recover(out_dir)
 
 
-def load_model(path: str | Path):
-    """(model in eval mode, TrainConfig) from a checkpoint (last.npz / best.npz) or run folder."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.npz" if (path / "best.npz").exists() else path / "last.npz"
-    state = load_state(path)
-    _check_format(state, path)
-    config = TrainConfig.from_dict(state["config"])
-    train, _ = load_dataset(config.dataset, config.data_dir)
-    model = _model_for(config, train, np.random.default_rng(config.seed))
-    model.load_state_dict(state["model"])
-    return model.eval(), config
+def check_batches(config: TrainConfig, n_train: int, model) -> None:
+    """Refuse a batch size that leaves a last training batch of one image when the model
+    normalises over the batch (batch norm cannot normalise a single value)."""
+    if n_train % config.batch_size != 1 or n_train == 1:
+        return
+    if not any(isinstance(m, (BatchNorm1d, BatchNorm2d)) for m in model.modules()):
+        return
+    near = [b for b in range(config.batch_size - 1, 0, -1) if n_train % b != 1][:1] + \
+        [b for b in range(config.batch_size + 1, n_train + 1) if n_train % b != 1][:1]
+    raise ValueError(f"batch size {config.batch_size} leaves a last training batch of one image "
+                     f"({n_train} images = {n_train // config.batch_size} x {config.batch_size} "
+                     f"+ 1), which batch normalization cannot normalize; choose another batch "
+                     f"size, e.g. {' or '.join(map(str, near))}")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["load_callable"]
+__all__ = ["load_callable", "with_timeout", "CaseTimeout"]
 
 
 def _import_file(path: Path, shown: str):
@@ -20,6 +21,9 @@ def _import_file(path: Path, shown: str):
     sys.modules[path.stem] = module
     try:
         loader_spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise ValueError(f"--against: {err.filename}:{err.lineno}: syntax error: "
+                         f"{err.msg}") from None
     except Exception as err:  # noqa: BLE001 (any failure of the user's file is reported)
         raise ValueError(f"--against: importing {shown!r} failed: {type(err).__name__}: "
                          f"{err}") from None
@@ -44,6 +48,9 @@ def load_callable(spec: str) -> Callable[..., Any]:
             sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_name)
+        except SyntaxError as err:
+            raise ValueError(f"--against: {err.filename}:{err.lineno}: syntax error: "
+                             f"{err.msg}") from None
         except ImportError as err:
             raise ValueError(f"--against: cannot import module {module_name!r}: {err}") from None
         except Exception as err:  # noqa: BLE001
@@ -60,3 +67,28 @@ def load_callable(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise TypeError(f"--against: {spec!r} is a {type(target).__name__}, not a function")
     return target
+
+
+class CaseTimeout(Exception):
+    """A port's call on one case ran past --timeout."""
+
+
+def with_timeout(fn: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+    """fn, interrupted after `seconds` of wall time by SIGALRM (POSIX main thread; elsewhere,
+    or with seconds 0, fn itself). The CaseTimeout becomes that case's ERROR report."""
+    if not seconds or not hasattr(signal, "setitimer"):
+        return fn
+
+    def expire(signum, frame):
+        raise CaseTimeout(f"no answer within {seconds:g} s (--timeout)")
+
+    def limited(*args, **kwargs):
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return limited
