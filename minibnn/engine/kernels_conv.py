@@ -18,6 +18,7 @@ from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _accumulate_by
                       pad_lanes)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
+ROW9_BYTES_BLOCKS = 8               # _row9_bytes: 16-channel blocks per pass over a row
 
 __all__ = ["PackedConv2d", "prepare_conv2d", "binary_conv2d", "binary_conv2d_naive",
            "binary_conv2d_reference", "border_table", "row9_weights"]
@@ -174,23 +175,26 @@ def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
 @njit(cache=True)
 def _row9_bytes(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
     """_row9 for the avx2 and generic paths (isa.py): the 18 popcounts of a word and a pixel
-    add as bytes in isa.popsum16 and widen to 32-bit lanes once. Words outermost: one word's
-    18 x M weights (18 KB at M = 256) are read by every pixel of the row while they sit in L1,
-    so this serves every 3x3 conv, not only those whose whole weights fit in L1. Same inputs
-    and result as _row9 (to_out: the int output written after the last word)."""
+    add as bytes in isa.popsum16 and widen to 32-bit lanes once. Words outside pixels, for
+    ROW9_BYTES_BLOCKS blocks of 16 output channels at a time: those blocks' weights for one
+    word (18 x 128 uint32, 9 KB) and accumulators stay in L1 while every pixel of the row reads
+    them, so this serves every 3x3 conv, not only those whose whole weights fit in L1. Same
+    inputs and result as _row9 (to_out: the int output written after the last word)."""
     n_words, n_blocks = wb.shape[0], wb.shape[1]
     wf = wb.reshape(-1)
-    for word in range(n_words):
-        c = 2 * word
-        for p in range(acc.shape[0]):
-            ps = max(p * s, 0)
-            xs = _halves3k(x3, 0, ps, c) + _halves3k(x3, 1, ps, c) + _halves3k(x3, 2, ps, c)
-            for mb in range(n_blocks):
-                o = (word * n_blocks + mb) * 288                  # tile (word, mb): 18 x 16
-                popsum16(acc, (p, 16 * mb), wf,
-                         (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112, o + 128,
-                          o + 144, o + 160, o + 176, o + 192, o + 208, o + 224, o + 240,
-                          o + 256, o + 272), xs, word > 0)
+    for mb0 in range(0, n_blocks, ROW9_BYTES_BLOCKS):
+        mb1 = min(n_blocks, mb0 + ROW9_BYTES_BLOCKS)
+        for word in range(n_words):
+            c = 2 * word
+            for p in range(acc.shape[0]):
+                ps = max(p * s, 0)
+                xs = _halves3k(x3, 0, ps, c) + _halves3k(x3, 1, ps, c) + _halves3k(x3, 2, ps, c)
+                for mb in range(mb0, mb1):
+                    o = (word * n_blocks + mb) * 288              # tile (word, mb): 18 x 16
+                    popsum16(acc, (p, 16 * mb), wf,
+                             (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112,
+                              o + 128, o + 144, o + 160, o + 176, o + 192, o + 208, o + 224,
+                              o + 240, o + 256, o + 272), xs, word > 0)
     if to_out:
         for p in range(acc.shape[0]):
             cc = col_cls[p]
