@@ -145,11 +145,12 @@ def run(args) -> int:
         print(f"WARNING: the machine is busy (load {load[0]:.1f} on {cores} cores): wall-clock "
               f"times of threaded kernels are unreliable; try --threads 1 --timer cpu")
     path = isa.isa_path()
-    peak = measure_peak(path, threads)
+    peak = measure_peak(path, threads, clock=clock)
     other = "avx2" if isa.popcount_method(path) == isa.POPCOUNT_WORDS else "avx512"
     print(f"binary peak measured: {peak / 1e9:.0f} G binary MAC/s ({path} path: "
           f"XOR-popcount-add on L1-resident data, {threads} thread(s), best of 5); the "
-          f"{other} path's popcount on this CPU: {measure_peak(other, threads) / 1e9:.0f} G")
+          f"{other} path's popcount on this CPU: "
+          f"{measure_peak(other, threads, clock=clock) / 1e9:.0f} G")
     if not _validate(rng):
         print("VALIDATION FAILED: packed kernels disagree with the NumPy reference")
         return 1

@@ -10,13 +10,16 @@ nearly all their time in XOR, popcount and add, and how to popcount a vector dep
 
 AVX2 has no vector popcount. LLVM lowers a 32-bit lane popcount there to a nibble lookup
 (vpshufb: the 4-bit table trick) followed by a widening of bytes to 32 bits (vpsadbw and
-unpacks), about 11 instructions per vector. `popsum16` instead keeps the counts as bytes
-(llvm.ctpop on <64 x i8>, still vpshufb on AVX2, one `cnt` on ARM NEON), adds up to 31 of
-them as bytes (8 * 31 < 256, no overflow) and widens once: Mula, Kurz and Lemire, "Faster
-population counts using AVX2 instructions" (Computer Journal 2018), section 3, with the byte
-accumulation of their Harley-Seal-free variant. It differs from the paper in the reduction:
-counts are widened to 32-bit lanes (one output channel each) with shifts and masks, not
-vpsadbw to 64-bit sums, and the accumulation runs over the taps of one output, not a stream.
+unpacks), about 11 instructions per vector. `popsum16` instead combines the up to 31 XORed
+terms of one output with carry-save adders (Harley-Seal) first, counts the few vectors left
+per byte (llvm.ctpop on <64 x i8>: vpshufb on AVX2, one `cnt` on ARM NEON), adds those counts
+as bytes (at most 8 * 31 < 256) and widens to 32-bit lanes once: Mula, Kurz and Lemire,
+"Faster population counts using AVX2 instructions" (The Computer Journal, 2018).
+Differences from the paper: the adders reduce the terms of one output (18 for a 3x3 word), not
+a long stream with carried state, so the leftovers of every weight get their own popcount;
+and counts are widened to 32-bit lanes (one output channel each) with shifts and masks, not
+summed to 64 bits with vpsadbw. Measured on a Zen 3 core (one thread, process CPU time): the
+byte counts made the 3x3 convs 1.6-2.1x faster than the word popcount, the adders 3-6% more.
 
 The path is chosen once per process from the CPU features Numba compiles for (its
 NUMBA_CPU_NAME / NUMBA_CPU_FEATURES overrides, else the host's, via llvmlite), and
@@ -169,6 +172,35 @@ def popsum16(dst, at, w, offs, xs, add):
         dst[at[0], at[1] + j] = (int(dst[at[0], at[1] + j]) if add else 0) + total
 
 
+def _carry_save_count(builder, terms, ctpop, b64):
+    """Byte counts (b64) of the bits of all `terms` (16 x i32 vectors), added: carry-save adders
+    (Harley-Seal; 5 logic ops take 3 vectors of weight k to one of weight k and one of 2k)
+    until at most two vectors of each weight remain, then one popcount per vector, shifted by
+    its weight. 18 terms: 12 adders and 6 popcounts instead of 18 popcounts."""
+    levels = {1: list(terms)}
+    weight = 1
+    while weight in levels:
+        vs = levels[weight]
+        while len(vs) >= 3:
+            a, b, c = vs.pop(), vs.pop(), vs.pop()
+            u = builder.xor(a, b)
+            vs.insert(0, builder.xor(u, c))
+            levels.setdefault(2 * weight, []).append(builder.or_(builder.and_(a, b),
+                                                                 builder.and_(u, c)))
+        weight *= 2
+    total = ir.Constant(b64, None)
+    for weight, vs in levels.items():
+        if not vs:
+            continue
+        cnt = ir.Constant(b64, None)
+        for v in vs:
+            cnt = builder.add(cnt, builder.call(ctpop, [builder.bitcast(v, b64)]))
+        if weight > 1:                                    # bytes stay < 256: no carry out
+            cnt = builder.shl(cnt, ir.Constant(b64, [weight.bit_length() - 1] * 64))
+        total = builder.add(total, cnt)
+    return total
+
+
 @intrinsic
 def _popsum16(typingctx, dst, at, w, offs, xs, add):
     ok = (isinstance(dst, types.Array) and dst.ndim == 2 and dst.dtype == types.uint32
@@ -187,7 +219,7 @@ def _popsum16(typingctx, dst, at, w, offs, xs, add):
         ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(b64, [b64]),
                                                "llvm.ctpop.v64i8")
         lanes0 = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
-        total = ir.Constant(b64, None)
+        terms = []
         for k in range(len(sig.args[4])):
             off = context.cast(builder, builder.extract_value(args[3], k), sig.args[3].dtype,
                                types.intp)
@@ -196,8 +228,9 @@ def _popsum16(typingctx, dst, at, w, offs, xs, add):
                                        context.cast(builder, builder.extract_value(args[4], k),
                                                     sig.args[4].dtype, types.uint32),
                                        ir.Constant(i32, 0))
-            v = builder.xor(builder.load(ptr, align=4), builder.shuffle_vector(x, x, lanes0))
-            total = builder.add(total, builder.call(ctpop, [builder.bitcast(v, b64)]))
+            terms.append(builder.xor(builder.load(ptr, align=4),
+                                     builder.shuffle_vector(x, x, lanes0)))
+        total = _carry_save_count(builder, terms, ctpop, b64)
         t = builder.bitcast(total, v16)                  # 4 byte counts per lane -> their sum
         m8 = ir.Constant(v16, [0x00FF00FF] * 16)
         t = builder.add(builder.and_(t, m8), builder.and_(builder.lshr(t, ir.Constant(v16, [8] * 16)), m8))
