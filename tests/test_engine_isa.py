@@ -218,3 +218,13 @@ def test_generic_target_compiles_and_is_exact():
 def test_measure_peak_is_a_positive_rate(path):
     peak = measure_peak(path, threads=1, seconds=0.01, trials=2)
     assert np.isfinite(peak) and peak > 1e8        # > 0.1 G binary MAC/s on any working CPU
+
+
+@jit_only
+def test_bench_kernels_reports_machine_isa_and_measured_peak(capsys):
+    from minibnn.cli import main
+    assert main(["bench", "kernels", "--quick", "--batch", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("CPU: ") and f"ISA path {isa.isa_path()}" in out
+    assert "OpenBLAS core type" in out and "binary peak measured: " in out
+    assert "% of it" in out and "VALIDATION FAILED" not in out
