@@ -5,7 +5,9 @@
 with x, w in {-1, +1} and zero padding: a padded position contributes 0, exactly as a float conv
 of sign(x), sign(w). The fast kernel pads with the bit 0 (+1) once and subtracts, at border
 pixels only, the per-channel sum of the weight taps that fell outside (Larq Compute Engine's
-idea; Bannink et al. 2021, arXiv:2011.09398). Imports numpy, numba and kernels.py only.
+idea; Bannink et al. 2021, arXiv:2011.09398). The popcount method follows the ISA path
+(isa.py): _row9 with word popcounts on avx512, _row9_bytes on avx2 and generic. Imports numpy,
+numba, isa.py and kernels.py only.
 """
 
 import numpy as np
@@ -303,6 +305,7 @@ class PackedConv2d:
         no stage:      int32   (N, OH, OW, M)   exact conv of sign(x), sign(w), zero padded
         scale/bias:    float32 (N, OH, OW, M)   acc * scale + bias
         to_bits=True:  uint64  (N, OH, OW, ceil(M/64))  packed sign(acc * scale + bias)
+    isa (default isa.isa_path()) picks the popcount method; every path gives the same result.
     """
 
     def __init__(self, w_words, c: int, stride: int = 1, padding: int = 0,
