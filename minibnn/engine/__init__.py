@@ -2,6 +2,7 @@
 
     bitpack       +-1 values <-> uint64 words (bit 1 means -1, sign(0) = +1), NumPy only
     isa           which popcount this CPU gets (isa_path(): avx512, avx2 or generic)
+    buffers       64-byte aligned, lane-padded kernel buffers; peak: the measured binary peak
     kernels*      XNOR-popcount GEMM / conv (Numba) with fused output stages, NumPy twins
     ops, graph    the float arithmetic (fused output stage) and nodes of an exported model
     export        trained model -> PackedModel (BN and scales folded, real first/last layers)

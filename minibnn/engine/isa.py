@@ -39,8 +39,8 @@ from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
 __all__ = ["ISA_PATHS", "POPCOUNT_WORDS", "POPCOUNT_BYTES", "isa_path", "detected_isa",
-           "host_isa", "host_cpu_name", "lesser_isa_warnings", "popcount_method", "target_cpu", "popcount",
-           "popsum16"]
+           "host_isa", "host_cpu_name", "lesser_isa_warnings", "popcount_method", "target_cpu",
+           "popcount", "popsum16"]
 
 ISA_PATHS = ("avx512", "avx2", "generic")
 POPCOUNT_WORDS, POPCOUNT_BYTES = 0, 1               # runtime codes passed to the kernels
@@ -161,7 +161,9 @@ def _popcount_jit(x):
 # Byte popcount of 16 lanes, summed over up to 31 terms before one widening.
 
 def popsum16(dst, at, w, offs, xs, add):
-    """For j < 16:  dst[at + (0, j)] = [dst[at + (0, j)] if add] + sum_k popcount(xs[k] ^ w[offs[k] + j])
+    """For j < 16, with d = dst[at[0], at[1] + j]:
+
+        d = [d if add] + sum_k popcount(xs[k] ^ w[offs[k] + j])
 
     dst uint32 2-D (row at[0], columns at[1] .. at[1] + 15), w uint32 1-D C-contiguous, offs and
     xs tuples of equal length <= 31 (weight start indices, uint32 inputs broadcast to 16 lanes).
@@ -233,7 +235,8 @@ def _popsum16(typingctx, dst, at, w, offs, xs, add):
         total = _carry_save_count(builder, terms, ctpop, b64)
         t = builder.bitcast(total, v16)                  # 4 byte counts per lane -> their sum
         m8 = ir.Constant(v16, [0x00FF00FF] * 16)
-        t = builder.add(builder.and_(t, m8), builder.and_(builder.lshr(t, ir.Constant(v16, [8] * 16)), m8))
+        t = builder.add(builder.and_(t, m8),
+                        builder.and_(builder.lshr(t, ir.Constant(v16, [8] * 16)), m8))
         t = builder.add(builder.and_(t, ir.Constant(v16, [0xFFFF] * 16)),
                         builder.lshr(t, ir.Constant(v16, [16] * 16)))
         idx = [context.cast(builder, builder.extract_value(args[1], i), sig.args[1].dtype,

@@ -4,12 +4,12 @@ For a, b in {-1,+1}^K packed as bits (1 means -1, tail bits 0):  a.b = K - 2 pop
 This file: the microkernels shared by the GEMM and the conv, the packed GEMM and binary linear
 layer, and the fused output stages (scale/bias to float32, or a per-channel threshold that emits
 packed bits). The popcount itself and the choice of method per CPU live in isa.py, the conv in
-kernels_conv.py, the fast float -> bits packer in kernels_pack.py. Imports numpy, numba, isa.py
-and kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
+kernels_conv.py, the fast float -> bits packer in kernels_pack.py, aligned buffers in
+buffers.py. Imports numpy, numba, isa.py, buffers.py and kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
 When editing: Numba's on-disk cache (cache=True) keys each function on its own file only, so
 kernels_conv.py keeps running its cached copies of the helpers here after they change (as this
-file and ops.py do with kernels_pack.py's neg_bits64 and isa.py's popsum16); delete minibnn/engine/__pycache__/*.nbi
-and *.nbc before testing or timing an edit.
+file and ops.py do with kernels_pack.py's neg_bits64 and isa.py's popsum16); delete
+minibnn/engine/__pycache__/*.nbi and *.nbc before testing or timing an edit.
 Reference: Rastegari et al. 2016 (XNOR-Net), arXiv:1603.05279.
 """
 
@@ -17,18 +17,19 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
 from .isa import (POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method,
                   popsum16)
 from .kernels_pack import neg_bits64, pack_signs_reference
 
 __all__ = [
-    "popcount", "aligned_empty", "aligned_copy", "pad_lanes", "fold_threshold", "scale_bias_reference", "threshold_reference",
+    "popcount", "aligned_empty", "aligned_copy", "pad_lanes", "fold_threshold",
+    "scale_bias_reference", "threshold_reference",
     "xnor_gemm", "xnor_gemm_naive", "xnor_gemm_reference", "PackedLinear", "prepare_linear",
     "binary_linear", "binary_linear_reference",
 ]
 
 PARALLEL_MIN_MACS = 5_000_000   # below this, thread start-up costs more than it saves
-ALIGN = 64                      # bytes: one cache line, one 512-bit vector
 MODE_INT, MODE_FLOAT, MODE_BITS = 0, 1, 2
 
 
@@ -38,50 +39,6 @@ MODE_INT, MODE_FLOAT, MODE_BITS = 0, 1, 2
 # register, and both halves share one accumulator load/store. Output channels m are the long
 # contiguous axis the vectoriser runs along; four pixels share each weight load. Arguments are
 # whole arrays plus indices: slicing rows inside the hot loop would cost reference counting.
-
-def aligned_empty(shape, dtype) -> np.ndarray:
-    """np.empty whose data starts on a 64-byte boundary. NumPy only promises 16 bytes, and a
-    512-bit load or store from an address that is not a multiple of 64 touches two cache lines:
-    the packed conv measured 8-20% slower with its weights or output 16, 32 or 48 bytes off."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = np.empty(nbytes + ALIGN, np.uint8)
-    start = -buf.ctypes.data % ALIGN
-    return buf[start:start + nbytes].view(dtype).reshape(shape)
-
-
-def aligned_copy(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of a on a 64-byte boundary (aligned_empty)."""
-    out = aligned_empty(a.shape, a.dtype)
-    out[...] = a
-    return out
-
-
-def pad_lanes(a: np.ndarray) -> np.ndarray:
-    """aligned_copy of a with its last axis zero-padded to a multiple of 16 lanes, so 16-lane
-    loads (isa.popsum16) never run past a row; kernels ignore the padded outputs."""
-    out = aligned_empty(a.shape[:-1] + (-(-a.shape[-1] // 16) * 16,), a.dtype)
-    out[...] = 0
-    out[..., :a.shape[-1]] = a
-    return out
-
-
-@njit(cache=True)
-def _aligned_block(rows, width):
-    """Numba's twin of aligned_empty for a (rows, width) uint32 scratch block."""
-    buf = np.empty(rows * width + ALIGN // 4, np.uint32)
-    start = (-buf.ctypes.data % ALIGN) // 4
-    return buf[start:start + rows * width].reshape((rows, width))
-
-
-@njit(cache=True)
-def acc_width(m):
-    """Columns of an accumulator block for M outputs: M rounded up to 16 lanes (what _row9
-    writes) plus 16, plus 16 more if rows would then sit a multiple of 4 KiB apart (their
-    loads and stores would alias in the cache's address check)."""
-    width = 16 * ((m + 15) // 16) + 16
-    return width + 16 if (4 * width) % 4096 == 0 else width
-
 
 @njit(cache=True)
 def _accumulate4(acc, p, x, i, s, c, w, t):

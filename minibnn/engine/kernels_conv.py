@@ -7,17 +7,17 @@ of sign(x), sign(w). The fast kernel pads with the bit 0 (+1) once and subtracts
 pixels only, the per-channel sum of the weight taps that fell outside (Larq Compute Engine's
 idea; Bannink et al. 2021, arXiv:2011.09398). The popcount method follows the ISA path
 (isa.py): _row9 with word popcounts on avx512, _row9_bytes on avx2 and generic. Imports numpy,
-numba, isa.py and kernels.py only.
+numba, isa.py, buffers.py and kernels.py only.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from .isa import POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method, popsum16
+from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
 from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _accumulate_bytes,
-                      _aligned_block, _check_words, _emit, _output_arrays, _output_stage,
-                      _popcount6, _use_threads, acc_width, aligned_copy, aligned_empty,
-                      pad_lanes)
+                      _check_words, _emit, _output_arrays, _output_stage, _popcount6,
+                      _use_threads)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
 ROW9_BYTES_BLOCKS = 8               # _row9_bytes: 16-channel blocks per pass over a row
