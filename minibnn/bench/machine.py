@@ -2,9 +2,9 @@
 variables that make any of them run a lesser instruction set than the CPU has.
 
 Every `minibnn bench` command prints `machine_report()` first, because a speed figure means
-little without it: the same packed conv runs at twice the speed on the AVX2 byte-popcount path
-as compiled for the AVX-512 word popcount on an AVX2 CPU, and NumPy's OpenBLAS on an AVX-512
-CPU is markedly slower with OPENBLAS_CORETYPE=Haswell (AVX2 kernels) than with its own choice.
+little without it: the packed kernels' speed depends on their ISA path, and NumPy's on the
+kernels OpenBLAS runs (OPENBLAS_CORETYPE=Haswell forces AVX2 kernels on an AVX-512 CPU);
+docs/engine_speed.md has the measurements.
 threadpoolctl would report BLAS details too; it is not a dependency, so this asks the OpenBLAS
 NumPy has loaded directly (blas_threads.py) and says "unknown" for any other BLAS.
 """

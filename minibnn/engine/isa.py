@@ -18,8 +18,7 @@ as bytes (at most 8 * 31 < 256) and widens to 32-bit lanes once: Mula, Kurz and 
 Differences from the paper: the adders reduce the terms of one output (18 for a 3x3 word), not
 a long stream with carried state, so the leftovers of every weight get their own popcount;
 and counts are widened to 32-bit lanes (one output channel each) with shifts and masks, not
-summed to 64 bits with vpsadbw. Measured on a Zen 3 core (one thread, process CPU time): the
-byte counts made the 3x3 convs 1.6-2.1x faster than the word popcount, the adders 3-6% more.
+summed to 64 bits with vpsadbw. Measurements: docs/engine_speed.md.
 
 The path is chosen once per process from the CPU features Numba compiles for (its
 NUMBA_CPU_NAME / NUMBA_CPU_FEATURES overrides, else the host's, via llvmlite), and

@@ -298,7 +298,7 @@ def _gemm_serial(x, wt, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, 
 def _gemm_parallel(x, wt, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, method):
     n_blocks = (x.shape[0] + 15) // 16                 # 16 rows per task
     # Every task's scratch is allocated here, on the calling thread: an allocation inside the
-    # prange body comes from the worker's own malloc arena and measured 10-19x slower calls.
+    # prange body comes from the worker's own malloc arena (docs/engine_speed.md).
     accs = _aligned_block(4 * n_blocks, acc_width(wt.shape[2]))
     margins = np.empty((n_blocks, scale.shape[0]), np.int32)
     same_class = np.zeros(4, np.int64)

@@ -285,9 +285,9 @@ def _conv_parallel(xp, wt, wb, kw_total, stride, row_cls, col_cls, base,
     n_rows, ow_total, m = out_i.shape[0] * out_i.shape[1], out_i.shape[2], scale.shape[0]
     per_task = max(1, n_rows // 64)                 # ~64 tasks: balance without tiny tasks
     n_tasks = (n_rows + per_task - 1) // per_task
-    # Every task's scratch is allocated here, on the calling thread. Allocated inside the
-    # prange body, it came from each worker thread's own malloc arena: calls measured 10-19x
-    # slower on two threads than on one (and fine with MALLOC_ARENA_MAX=1).
+    # Every task's scratch is allocated here, on the calling thread: allocated inside the
+    # prange body, it came from each worker thread's own malloc arena, and two threads ran
+    # slower than one (docs/engine_speed.md).
     accs = _aligned_block(n_tasks * ow_total, acc_width(m))
     margins = np.empty((n_tasks, m), np.int32)
     for t in prange(n_tasks):

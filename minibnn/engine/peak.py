@@ -1,8 +1,8 @@
 """The binary peak of this machine, measured: XOR, popcount and add on L1-resident data.
 
 `bench kernels` reports each packed conv as a share of this figure rather than of a peak
-assumed from a vendor's port count (an assumed Intel AVX-512 peak gave 180-235 % "of peak" on
-an AMD core). The loop is the packed kernels' innermost step stripped of everything else:
+assumed from a vendor's port count (an assumed Intel AVX-512 peak put layers on an AMD core
+well above 100 % "of peak"). The loop is the packed kernels' innermost step stripped of everything else:
 
     acc[b, j] += sum_{k < 18} popcount(x_k ^ w[b, k, j])      (b < B tiles, j < 16 lanes)
 
