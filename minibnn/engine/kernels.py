@@ -5,7 +5,8 @@ This file: the microkernels shared by the GEMM and the conv, the packed GEMM and
 layer, and the fused output stages (scale/bias to float32, or a per-channel threshold that emits
 packed bits). The popcount itself and the choice of method per CPU live in isa.py, the conv in
 kernels_conv.py, the fast float -> bits packer in kernels_pack.py, aligned buffers in
-buffers.py. Imports numpy, numba, isa.py, buffers.py and kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
+buffers.py. Imports numpy, numba, isa.py, buffers.py and kernels_pack.py only; runs as plain
+Python under NUMBA_DISABLE_JIT=1 (slowly).
 When editing: Numba's on-disk cache (cache=True) keys each function on its own file only, so
 kernels_conv.py keeps running its cached copies of the helpers here after they change (as this
 file and ops.py do with kernels_pack.py's neg_bits64 and isa.py's popsum16); delete

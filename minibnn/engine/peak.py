@@ -2,17 +2,18 @@
 
 `bench kernels` reports each packed conv as a share of this figure rather than of a peak
 assumed from a vendor's port count (an assumed Intel AVX-512 peak put layers on an AMD core
-well above 100 % "of peak"). The loop is the packed kernels' innermost step stripped of everything else:
+well above 100 % "of peak"). The loop is the kernels' innermost step and nothing else:
 
     acc[b, j] += sum_{k < 18} popcount(x_k ^ w[b, k, j])      (b < B tiles, j < 16 lanes)
 
 with the same two popcount methods the kernels use (isa.py): one word popcount per term
 (POPCOUNT_WORDS, the avx512 path) or carry-save adders and byte counts over the 18 terms,
 widened once (POPCOUNT_BYTES, isa.popsum16: the avx2 and generic paths). The weight tiles
-(B = 8: 9 KB) stay in L1; the 18 inputs x_k change every round, as a pixel's do, so nothing can be hoisted out of the loop.
-One binary MAC is one bit: a round of a tile is 16 * 18 * 32 MACs. Not a bound a real layer
-can reach (it also loads activations, handles borders and writes outputs), but the ceiling of
-its inner loop on this core, measured the way the layer is.
+(B = 8: 9 KB) stay in L1; the 18 inputs x_k change every round, as a pixel's do, so nothing
+can be hoisted out of the loop. One binary MAC is one bit: a round of a tile is 16 * 18 * 32
+MACs. A real layer also loads activations, handles borders and writes outputs, so on a quiet
+machine it stays at or below this figure: the ceiling of its inner loop on this core,
+measured the way the layer is.
 """
 
 import time
