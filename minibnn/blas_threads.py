@@ -24,26 +24,47 @@ import os
 
 import numpy as np
 
-__all__ = ["blas_threads", "set_blas_threads", "single_blas_thread"]
+__all__ = ["blas_threads", "set_blas_threads", "single_blas_thread", "blas_core_name"]
 
 _SET = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
 _GET = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
+_CORE = ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename")
 
 
 @functools.lru_cache(maxsize=1)
-def _openblas():
-    """(set, get) functions of the OpenBLAS NumPy has loaded, or None."""
+def _openblas_lib():
+    """The OpenBLAS library NumPy has loaded (ctypes.CDLL), or None."""
     pattern = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")
     for path in glob.glob(pattern):
         try:
             lib = ctypes.CDLL(path)                    # the copy NumPy already loaded
         except OSError:
             continue
-        setter = next((getattr(lib, n) for n in _SET if hasattr(lib, n)), None)
-        getter = next((getattr(lib, n) for n in _GET if hasattr(lib, n)), None)
-        if setter is not None and getter is not None:
-            return setter, getter
+        if any(hasattr(lib, n) for n in _GET):
+            return lib
     return None
+
+
+def _openblas():
+    """(set, get) functions of the OpenBLAS NumPy has loaded, or None."""
+    lib = _openblas_lib()
+    if lib is None:
+        return None
+    setter = next((getattr(lib, n) for n in _SET if hasattr(lib, n)), None)
+    getter = next((getattr(lib, n) for n in _GET if hasattr(lib, n)), None)
+    return (setter, getter) if setter is not None and getter is not None else None
+
+
+def blas_core_name() -> str | None:
+    """The kernel set NumPy's OpenBLAS chose at load time ("Haswell", "SkylakeX", "Zen", ...),
+    which OPENBLAS_CORETYPE overrides; None when there is no OpenBLAS to ask."""
+    lib = _openblas_lib()
+    fn = next((getattr(lib, n) for n in _CORE if hasattr(lib, n)), None) if lib else None
+    if fn is None:
+        return None
+    fn.restype = ctypes.c_char_p
+    name = fn()
+    return name.decode(errors="replace").strip() if name else None
 
 
 def blas_threads() -> int | None:

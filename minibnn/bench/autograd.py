@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from . import interleaved_medians
+from .machine import print_machine_report
 
 __all__ = ["add_arguments", "run", "conv_bn_relu_step"]
 
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     arrays = _inputs(args.batch, args.channels, args.size, args.seed)
     n, c, s = args.batch, args.channels, args.size
     gmac = 3 * n * c * c * 9 * s * s / 1e9   # forward conv + two backward products
+    print_machine_report()
     print(f"conv3x3(pad 1) + BatchNorm(train) + ReLU, forward + backward: "
           f"N={n}, C={c}, {s}x{s}, float32 ({gmac:.2f} GMAC), median of {args.repeats}")
     steps = {"minibnn": lambda: conv_bn_relu_step(arrays)}

@@ -15,6 +15,7 @@ import argparse
 import numpy as np
 
 from . import clock_for
+from .machine import print_machine_report
 
 __all__ = ["add_arguments", "run", "make_variants", "GOAL"]
 
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.negatives >= args.n_data or args.batch > args.n_data or args.repeats < 1:
         raise ValueError(f"need negatives < n-data, batch <= n-data and repeats >= 1, got "
                          f"{args.negatives}, {args.n_data}, {args.batch}, {args.repeats}")
+    print_machine_report()
     rng = np.random.default_rng(args.seed + 2)
     variants = make_variants(args)
     clock = clock_for(args.timer)

@@ -2,8 +2,9 @@
 
 For the 3x3 stride-1 pad-1 convs of CIFAR ResNet-18 and VGG-small it times a NumPy float32
 im2col+matmul conv, PyTorch's float32 conv2d (when torch imports) and the packed kernel with
-packed input given, then prints speed-ups, binary MAC/s, the share of an assumed machine peak and
-the cost of packing the conv's input two ways: a standalone pass over float32 NHWC input
+packed input given, then prints speed-ups, binary MAC/s, the share of the binary peak measured on
+this machine for the ISA path the kernels run (engine/peak.py) and the cost of packing the conv's
+input two ways: a standalone pass over float32 NHWC input
 (kernels_pack.pack_signs), and the extra time the previous layer's output stage takes to emit
 packed bits besides its float output (ops.stage, the way exported models hand over). Each packed
 conv's result is checked exactly before it is timed.
@@ -12,14 +13,14 @@ conv's result is checked exactly before it is timed.
 import argparse
 import math
 import os
-import platform
 
 import numba
 import numpy as np
 
+from ..engine import bitpack, isa, kernels, kernels_conv, kernels_pack, ops
+from ..engine.peak import measure_peak
 from . import clock_for, interleaved_medians, paired_difference, setup_threads
-
-from minibnn.engine import bitpack, kernels, kernels_conv, kernels_pack, ops
+from .machine import print_machine_report
 
 __all__ = ["add_arguments", "run", "im2col_conv2d", "LAYERS"]
 
@@ -28,9 +29,6 @@ LAYERS = [("resnet18", 64, 32), ("resnet18", 128, 16), ("resnet18", 256, 8), ("r
           ("vgg-small", 128, 32), ("vgg-small", 256, 16), ("vgg-small", 512, 8)]
 GOALS = {"torch": 8.0, "torch_stretch": 10.0, "numpy": 15.0, "gmacs": 800.0, "pack_pct": 10.0}
 BIG_LAYER_MACS = 150e6
-# XOR, popcount and add: three 512-bit ops per 512 binary MACs, on the two ports (p0, p5) that
-# execute 512-bit integer ops on Intel AVX-512 cores: 512 * 2 / 3 binary MACs per cycle.
-MACS_PER_CYCLE = 512 * 2 / 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,29 +55,6 @@ def im2col_conv2d(x: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)   # the im2col copy
     y = cols @ w.reshape(m, -1).T                                          # (N*OH*OW, M)
     return y.reshape(n, oh, ow, m).transpose(0, 3, 1, 2)
-
-
-def _clock_ghz():
-    """Nominal clock from /proc/cpuinfo ('cpu MHz'), else None."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("cpu mhz"):
-                    return float(line.split(":")[1]) / 1000
-    except OSError:
-        pass
-    return None
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _validate(rng) -> bool:
@@ -157,12 +132,10 @@ def run(args) -> int:
     blas = "set to the same" if blas_set else "left at their default"
     repeats = 3 if args.quick else args.repeats
     layers = [lay for lay in LAYERS if lay[0] == "resnet18"] if args.quick else LAYERS
-    ghz = _clock_ghz()
-    peak = threads * ghz * 1e9 * MACS_PER_CYCLE if ghz else None
     rng = np.random.default_rng(0)
 
-    print(f"CPU: {_cpu_name()}, {threads} thread(s) for numba and torch, NumPy BLAS threads "
-          f"{blas}; numba {numba.__version__}, numpy {np.__version__}, "
+    print_machine_report(threads)
+    print(f"{threads} thread(s) for numba and torch, NumPy BLAS threads {blas}; "
           f"torch {torch.__version__ if torch else 'not installed'}")
     load = os.getloadavg()
     print(f"timer: {'process CPU time' if args.timer == 'cpu' else 'wall clock'}, median of "
@@ -171,12 +144,15 @@ def run(args) -> int:
     if load[0] > 0.5 * cores and args.timer == "wall":
         print(f"WARNING: the machine is busy (load {load[0]:.1f} on {cores} cores): wall-clock "
               f"times of threaded kernels are unreliable; try --threads 1 --timer cpu")
-    if peak:
-        print(f"binary peak assumed = {threads} cores x {ghz:.2f} GHz (nominal, /proc/cpuinfo) x "
-              f"{MACS_PER_CYCLE:.0f} binary MAC/cycle (512-bit XOR, popcount and add per 512 "
-              f"MACs, two 512-bit ports) = {peak / 1e12:.2f} T binary MAC/s")
-    else:
-        print("binary peak: clock unknown, % of peak not shown")
+    path = isa.isa_path()
+    secs = 0.02 if args.quick else 0.15
+    peak = measure_peak(path, threads, seconds=secs, clock=clock)
+    other = "avx2" if isa.popcount_method(path) == isa.POPCOUNT_WORDS else "avx512"
+    print(f"binary peak measured: {peak / 1e9:.0f} G binary MAC/s ({path} path: "
+          f"XOR-popcount-add on L1-resident data, {threads} thread(s), best of 5, measured "
+          f"again before every layer: %peak uses the best so far); the "
+          f"{other} path's popcount on this CPU: "
+          f"{measure_peak(other, threads, seconds=secs, clock=clock) / 1e9:.0f} G")
     if not _validate(rng):
         print("VALIDATION FAILED: packed kernels disagree with the NumPy reference")
         return 1
@@ -190,6 +166,7 @@ def run(args) -> int:
     results = []
     for n in args.batch:
         for model, c, h in layers:
+            peak = max(peak, measure_peak(path, threads, seconds=secs, clock=clock, trials=3))
             try:
                 r = _bench_layer(n, c, h, repeats, clock, torch, rng)
             except RuntimeError as err:                  # a wrong result is not timed
@@ -200,7 +177,7 @@ def run(args) -> int:
                      pack_pct=100 * r["pack"] / r["packed"],
                      emit_pct=100 * max(0.0, r["emit"]) / r["packed"])
             results.append(r)
-            pct = f"{100 * r['macs'] / r['packed'] / peak:6.1f}" if peak else f"{'?':>6}"
+            pct = f"{100 * r['macs'] / r['packed'] / peak:6.1f}"
             print(f"{model:<10} {n:>3} {c:>4} {f'{h}x{h}':>5} {r['macs'] / 1e6:>7.0f} "
                   f"{r['numpy'] * 1e3:>9.2f} {r['torch'] * 1e3:>9.2f} {r['packed'] * 1e3:>9.3f} "
                   f"{r['vs_torch']:>7.1f}x {r['vs_numpy']:>7.1f}x {r['gmacs']:>7.0f} {pct} "
@@ -217,6 +194,9 @@ def run(args) -> int:
         layer_name = "unused"
     print(f"\nsummary over N={nmax} layers (geometric means), numba threading layer: "
           f"{layer_name}, load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"  binary peak ({path} path), best of all measurements: {peak / 1e9:.0f} G binary "
+          f"MAC/s; layers at {min(100 * r['gmacs'] * 1e9 / peak for r in top):.0f}-"
+          f"{max(100 * r['gmacs'] * 1e9 / peak for r in top):.0f}% of it")
     print(f"  packed vs PyTorch fp32 : {g_torch:6.1f}x   goal >= {GOALS['torch']:.0f}x: "
           f"{_verdict(g_torch, GOALS['torch'])}   stretch >= {GOALS['torch_stretch']:.0f}x: "
           f"{_verdict(g_torch, GOALS['torch_stretch'])}")
@@ -225,6 +205,8 @@ def run(args) -> int:
     if big:
         worst = min(r["gmacs"] for r in big)
         note = "" if threads >= cores else f" (the goal is for all {cores} cores)"
+        if path != "avx512":
+            note += f" (the goal is for AVX-512 CPUs; this CPU runs the {path} path)"
         print(f"  binary GMAC/s, layers >= {BIG_LAYER_MACS / 1e6:.0f} MMAC: worst {worst:.0f}, "
               f"geomean {_geomean([r['gmacs'] for r in big]):.0f}   goal >= "
               f"{GOALS['gmacs']:.0f} on every such layer: {_verdict(worst, GOALS['gmacs'])}{note}")

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..engine import bitpack, graph
 from . import clock_for, interleaved_medians, setup_threads
+from .machine import print_machine_report
 
 __all__ = ["add_arguments", "run", "calibrate_batchnorm", "torch_twin", "GOAL"]
 
@@ -187,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     threads, torch, blas_set = setup_threads(args.threads)
     blas = "same" if blas_set else "default"
     load = os.getloadavg()
+    print_machine_report(threads)
     print(f"minibnn bench model: {threads} thread(s) for numba and torch ({blas} for NumPy's "
           f"BLAS); numba "
           f"{numba.__version__}, numpy {np.__version__}, torch "

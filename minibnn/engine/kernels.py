@@ -1,88 +1,37 @@
 """XNOR-popcount kernels on packed +-1 words (Numba), each beside a NumPy reference twin.
 
 For a, b in {-1,+1}^K packed as bits (1 means -1, tail bits 0):  a.b = K - 2 popcount(a XOR b).
-This file: popcount, the microkernels shared by the GEMM and the conv, the packed GEMM and
-binary linear layer, and the fused output stages
-(scale/bias to float32, or a per-channel threshold that emits packed bits). The conv lives in
-kernels_conv.py, the fast float -> bits packer in kernels_pack.py. Imports numpy, numba and
-kernels_pack.py only; runs as plain Python under NUMBA_DISABLE_JIT=1 (slowly).
+This file: the microkernels shared by the GEMM and the conv, the packed GEMM and binary linear
+layer, and the fused output stages (scale/bias to float32, or a per-channel threshold that emits
+packed bits). The popcount itself and the choice of method per CPU live in isa.py, the conv in
+kernels_conv.py, the fast float -> bits packer in kernels_pack.py, aligned buffers in
+buffers.py. Imports numpy, numba, isa.py, buffers.py and kernels_pack.py only; runs as plain
+Python under NUMBA_DISABLE_JIT=1 (slowly).
 When editing: Numba's on-disk cache (cache=True) keys each function on its own file only, so
 kernels_conv.py keeps running its cached copies of the helpers here after they change (as this
-file and ops.py do with kernels_pack.py's neg_bits64); delete minibnn/engine/__pycache__/*.nbi
-and *.nbc before testing or timing an edit.
+file and ops.py do with kernels_pack.py's neg_bits64 and isa.py's popsum16); delete
+minibnn/engine/__pycache__/*.nbi and *.nbc before testing or timing an edit.
 Reference: Rastegari et al. 2016 (XNOR-Net), arXiv:1603.05279.
 """
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba import njit, prange
 
+from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
+from .isa import (POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method,
+                  popsum16)
 from .kernels_pack import neg_bits64, pack_signs_reference
 
 __all__ = [
-    "popcount", "aligned_empty", "aligned_copy", "fold_threshold", "scale_bias_reference", "threshold_reference",
+    "popcount", "aligned_empty", "aligned_copy", "pad_lanes", "fold_threshold",
+    "scale_bias_reference", "threshold_reference",
     "xnor_gemm", "xnor_gemm_naive", "xnor_gemm_reference", "PackedLinear", "prepare_linear",
     "binary_linear", "binary_linear_reference",
 ]
 
 PARALLEL_MIN_MACS = 5_000_000   # below this, thread start-up costs more than it saves
-ALIGN = 64                      # bytes: one cache line, one 512-bit vector
 MODE_INT, MODE_FLOAT, MODE_BITS = 0, 1, 2
-
-
-# ---------------------------------------------------------------------------------------------
-# Two tiny LLVM helpers. Each is a plain Python function (used under NUMBA_DISABLE_JIT=1) with
-# an overload that Numba compiles instead.
-
-def popcount(x):
-    """Number of set bits of an unsigned integer (uint32 or uint64)."""
-    return int(x).bit_count()
-
-
-@intrinsic
-def _ctpop(typingctx, x):
-    if not isinstance(x, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.ctpop(args[0])     # llvm.ctpop: vectorises to vpopcntq/vpopcntd on AVX-512
-    return x(x), codegen
-
-
-@overload(popcount)
-def _popcount_jit(x):
-    if isinstance(x, types.Integer):
-        return lambda x: _ctpop(x)
-
-
-def _hot_loop_hints():
-    """Compiler hints for the innermost kernels; a no-op in plain Python."""
-
-
-@intrinsic
-def _hints(typingctx):
-    def codegen(context, builder, sig, args):
-        fn = builder.function
-        # LLVM keeps to 256-bit vectors on recent Intel cores unless asked; vpopcntq on 512-bit
-        # registers does twice the work per instruction. llvmlite's attribute whitelist lacks
-        # this string attribute, hence set.add.
-        set.add(fn.attributes, '"prefer-vector-width"="512"')
-        # Callers pass non-overlapping arrays (accumulator rows, weights, outputs): marking
-        # their data pointers noalias spares the vectoriser a runtime overlap check per call.
-        # Numba names an array argument's fields arg.<name>.<i>; field 4 is the data pointer.
-        for arg in fn.args:
-            if isinstance(arg.type, ir.PointerType) and arg.name.startswith("arg.") \
-                    and arg.name.endswith(".4"):
-                arg.add_attribute("noalias")
-        return context.get_dummy_value()
-    return types.none(), codegen
-
-
-@overload(_hot_loop_hints, inline="always")   # inlined, so the hints land on the caller itself
-def _hot_loop_hints_jit():
-    return lambda: _hints()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,41 +40,6 @@ def _hot_loop_hints_jit():
 # register, and both halves share one accumulator load/store. Output channels m are the long
 # contiguous axis the vectoriser runs along; four pixels share each weight load. Arguments are
 # whole arrays plus indices: slicing rows inside the hot loop would cost reference counting.
-
-def aligned_empty(shape, dtype) -> np.ndarray:
-    """np.empty whose data starts on a 64-byte boundary. NumPy only promises 16 bytes, and a
-    512-bit load or store from an address that is not a multiple of 64 touches two cache lines:
-    the packed conv measured 8-20% slower with its weights or output 16, 32 or 48 bytes off."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    buf = np.empty(nbytes + ALIGN, np.uint8)
-    start = -buf.ctypes.data % ALIGN
-    return buf[start:start + nbytes].view(dtype).reshape(shape)
-
-
-def aligned_copy(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of a on a 64-byte boundary (aligned_empty)."""
-    out = aligned_empty(a.shape, a.dtype)
-    out[...] = a
-    return out
-
-
-@njit(cache=True)
-def _aligned_block(rows, width):
-    """Numba's twin of aligned_empty for a (rows, width) uint32 scratch block."""
-    buf = np.empty(rows * width + ALIGN // 4, np.uint32)
-    start = (-buf.ctypes.data % ALIGN) // 4
-    return buf[start:start + rows * width].reshape((rows, width))
-
-
-@njit(cache=True)
-def acc_width(m):
-    """Columns of an accumulator block for M outputs: M rounded up to 16 lanes (what _row9
-    writes) plus 16, plus 16 more if rows would then sit a multiple of 4 KiB apart (their
-    loads and stores would alias in the cache's address check)."""
-    width = 16 * ((m + 15) // 16) + 16
-    return width + 16 if (4 * width) % 4096 == 0 else width
-
 
 @njit(cache=True)
 def _accumulate4(acc, p, x, i, s, c, w, t):
@@ -155,6 +69,20 @@ def _accumulate1(acc, p, x, i, c, w, t):
     lo, hi = x[i, c], x[i, c + 1]
     for m in range(w.shape[2]):
         acc[p, m] += popcount(lo ^ w[t, c, m]) + popcount(hi ^ w[t, c + 1, m])
+
+
+@njit(cache=True)
+def _accumulate_bytes(acc, p, x, i, s, c, w, t, pixels):
+    """_accumulate4 (pixels == 4) or _accumulate1 (pixels == 1) with isa.popsum16: the two
+    halves' byte counts add before one widening, 16 channels at a time (w's M axis padded to a
+    multiple of 16 lanes, acc at least as wide)."""
+    mp = w.shape[2]
+    wf = w.reshape(-1)
+    b0 = (t * w.shape[1] + c) * mp
+    for m0 in range(0, mp, 16):
+        for q in range(pixels):
+            xq = (x[i + q * s, c], x[i + q * s, c + 1])
+            popsum16(acc, (p + q, m0), wf, (b0 + m0, b0 + mp + m0), xq, True)
 
 
 @njit(cache=True, inline="always")
@@ -340,20 +268,21 @@ def xnor_gemm_naive(a_words, b_words, k):
 
 
 @njit(cache=True)
-def _gemm_rows(x, wt, base, i0, i1, mode, scale, bias, sgn, thr, out_i, out_f, out_b):
-    """Rows i0:i1 of the packed product.  x uint32 (B, 2*W64), wt uint32 (1, 2*W64, M) (weights
-    transposed so M is contiguous), base int32 (1, 1, M) = K. Writes rows of out_* via _emit."""
-    n_words, m = wt.shape[1], wt.shape[2]
-    acc = _aligned_block(4, acc_width(m))
-    acc[:] = 0
-    margin = np.empty(m, np.int32)
-    same_class = np.zeros(4, np.int64)           # every row uses base[0, 0]
+def _gemm_rows(x, wt, base, i0, i1, mode, scale, bias, sgn, thr, out_i, out_f, out_b, method,
+               acc, margin, same_class):
+    """Rows i0:i1 of the packed product.  x uint32 (B, 2*W64), wt uint32 (1, 2*W64, Mp) (weights
+    transposed so M is contiguous, padded to 16 lanes), base int32 (1, 1, M) = K. Writes rows of
+    out_* via _emit. Scratch from the caller (nothing here allocates): acc uint32 (4, >= Mp),
+    margin int32 (M,), same_class int64 zeros (4,) (every row uses base[0, 0])."""
+    n_words = wt.shape[1]
     i = i0
     while i < i1:
         acc[:] = 0
         rows = 4 if i + 4 <= i1 else 1
         for c in range(0, n_words, 2):                          # (lo, hi) halves of a word
-            if rows == 4:
+            if method == POPCOUNT_BYTES:
+                _accumulate_bytes(acc, 0, x, i, 1, c, wt, 0, rows)
+            elif rows == 4:
                 _accumulate4(acc, 0, x, i, 1, c, wt, 0)
             else:
                 _accumulate1(acc, 0, x, i, c, wt, 0)
@@ -363,16 +292,24 @@ def _gemm_rows(x, wt, base, i0, i1, mode, scale, bias, sgn, thr, out_i, out_f, o
 
 
 @njit(cache=True)
-def _gemm_serial(x, wt, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b):
-    _gemm_rows(x, wt, base, 0, x.shape[0], mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+def _gemm_serial(x, wt, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, method):
+    acc = _aligned_block(4, acc_width(wt.shape[2]))
+    _gemm_rows(x, wt, base, 0, x.shape[0], mode, scale, bias, sgn, thr, out_i, out_f, out_b,
+               method, acc, np.empty(scale.shape[0], np.int32), np.zeros(4, np.int64))
 
 
 @njit(cache=True, parallel=True)
-def _gemm_parallel(x, wt, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b):
+def _gemm_parallel(x, wt, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, method):
     n_blocks = (x.shape[0] + 15) // 16                 # 16 rows per task
+    # Every task's scratch is allocated here, on the calling thread: an allocation inside the
+    # prange body comes from the worker's own malloc arena (docs/engine_speed.md).
+    accs = _aligned_block(4 * n_blocks, acc_width(wt.shape[2]))
+    margins = np.empty((n_blocks, scale.shape[0]), np.int32)
+    same_class = np.zeros(4, np.int64)
     for blk in prange(n_blocks):
         _gemm_rows(x, wt, base, 16 * blk, min(16 * blk + 16, x.shape[0]),
-                   mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+                   mode, scale, bias, sgn, thr, out_i, out_f, out_b, method,
+                   accs[4 * blk:4 * blk + 4], margins[blk], same_class)
 
 
 class PackedLinear:
@@ -384,10 +321,13 @@ class PackedLinear:
     float32 (B, M) (scale/bias), or uint64 (B, ceil(M/64)) packed signs (to_bits=True).
     """
 
-    def __init__(self, w_words: np.ndarray, k: int, scale=None, bias=None, to_bits=False):
+    def __init__(self, w_words: np.ndarray, k: int, scale=None, bias=None, to_bits=False,
+                 isa: str | None = None):
         w_words = _check_words("w_words", w_words, 2, k, tail=True)
         self.k, self.m = int(k), w_words.shape[0]
-        self.wt = aligned_copy(w_words.view(np.uint32).T)[None]           # (1, 2*W64, M)
+        self.isa = isa_path() if isa is None else isa
+        self.method = popcount_method(self.isa)
+        self.wt = pad_lanes(w_words.view(np.uint32).T[None])              # (1, 2*W64, Mp)
         self.base = aligned_copy(np.full((1, 1, self.m), self.k, np.int32))   # K per row
         self.stage = _output_stage(self.m, self.k, scale, bias, to_bits)
 
@@ -397,7 +337,7 @@ class PackedLinear:
         out_i, out_f, out_b, out = _output_arrays(mode, (x_words.shape[0],), self.m)
         run = _gemm_parallel if _use_threads(x_words.shape[0] * self.m * self.k) else _gemm_serial
         run(x_words.view(np.uint32), self.wt, self.base, mode, scale, bias, sgn, thr,
-            out_i, out_f, out_b)
+            out_i, out_f, out_b, self.method)
         return out
 
 
@@ -406,19 +346,20 @@ def _use_threads(macs: int) -> bool:
 
 
 def prepare_linear(w_words: np.ndarray, k: int, scale=None, bias=None,
-                   to_bits: bool = False) -> PackedLinear:
-    """Prepare a binary linear layer once (export time); see PackedLinear for the call."""
-    return PackedLinear(w_words, k, scale, bias, to_bits)
+                   to_bits: bool = False, isa: str | None = None) -> PackedLinear:
+    """Prepare a binary linear layer once (export time); see PackedLinear for the call.
+    isa: the popcount path (isa.ISA_PATHS), default isa.isa_path(); every path is exact."""
+    return PackedLinear(w_words, k, scale, bias, to_bits, isa)
 
 
 def binary_linear(x_words: np.ndarray, w_words: np.ndarray, k: int, scale=None, bias=None,
-                  to_bits: bool = False) -> np.ndarray:
+                  to_bits: bool = False, isa: str | None = None) -> np.ndarray:
     """One-shot binary linear layer.  x_words uint64 (B, W64), w_words uint64 (M, W64).
 
     Returns int32 (B, M) = x . w^T; with scale/bias float32 (B, M) = acc*scale + bias; with
     to_bits=True uint64 (B, ceil(M/64)) = packed sign(acc*scale + bias).
     """
-    layer = PackedLinear(w_words, k, scale, bias, to_bits)
+    layer = PackedLinear(w_words, k, scale, bias, to_bits, isa)
     return layer(_check_words("x_words", x_words, 2, k, tail=True))   # one-shot: tails too
 
 

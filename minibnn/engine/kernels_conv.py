@@ -5,17 +5,22 @@
 with x, w in {-1, +1} and zero padding: a padded position contributes 0, exactly as a float conv
 of sign(x), sign(w). The fast kernel pads with the bit 0 (+1) once and subtracts, at border
 pixels only, the per-channel sum of the weight taps that fell outside (Larq Compute Engine's
-idea; Bannink et al. 2021, arXiv:2011.09398). Imports numpy, numba and kernels.py only.
+idea; Bannink et al. 2021, arXiv:2011.09398). The popcount method follows the ISA path
+(isa.py): _row9 with word popcounts on avx512, _row9_bytes on avx2 and generic. Imports numpy,
+numba, isa.py, buffers.py and kernels.py only.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _aligned_block, _check_words,
-                      _emit, _hot_loop_hints, _output_arrays, _output_stage, _popcount6,
-                      _use_threads, acc_width, aligned_copy, aligned_empty, popcount)
+from .isa import POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method, popsum16
+from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
+from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _accumulate_bytes,
+                      _check_words, _emit, _output_arrays, _output_stage, _popcount6,
+                      _use_threads)
 
 ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
+ROW9_BYTES_BLOCKS = 8               # _row9_bytes: 16-channel blocks per pass over a row
 
 __all__ = ["PackedConv2d", "prepare_conv2d", "binary_conv2d", "binary_conv2d_naive",
            "binary_conv2d_reference", "border_table", "row9_weights"]
@@ -169,20 +174,50 @@ def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
                         acc[p, m] = total
 
 
+@njit(cache=True)
+def _row9_bytes(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
+    """_row9 for the avx2 and generic paths (isa.py): the 18 popcounts of a word and a pixel
+    add as bytes in isa.popsum16 and widen to 32-bit lanes once. Words outside pixels, for
+    ROW9_BYTES_BLOCKS blocks of 16 output channels at a time: those blocks' weights for one
+    word (18 x 128 uint32, 9 KB) and accumulators stay in L1 while every pixel of the row reads
+    them, so this serves every 3x3 conv, not only those whose whole weights fit in L1. Same
+    inputs and result as _row9 (to_out: the int output written after the last word)."""
+    n_words, n_blocks = wb.shape[0], wb.shape[1]
+    wf = wb.reshape(-1)
+    for mb0 in range(0, n_blocks, ROW9_BYTES_BLOCKS):
+        mb1 = min(n_blocks, mb0 + ROW9_BYTES_BLOCKS)
+        for word in range(n_words):
+            c = 2 * word
+            for p in range(acc.shape[0]):
+                ps = max(p * s, 0)
+                xs = _halves3k(x3, 0, ps, c) + _halves3k(x3, 1, ps, c) + _halves3k(x3, 2, ps, c)
+                for mb in range(mb0, mb1):
+                    o = (word * n_blocks + mb) * 288              # tile (word, mb): 18 x 16
+                    popsum16(acc, (p, 16 * mb), wf,
+                             (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112,
+                              o + 128, o + 144, o + 160, o + 176, o + 192, o + 208, o + 224,
+                              o + 240, o + 256, o + 272), xs, word > 0)
+    if to_out:
+        for p in range(acc.shape[0]):
+            cc = col_cls[p]
+            for m in range(16 * n_blocks):
+                out[p, m] = base[row_class, cc, m] - 2 * np.int32(acc[p, m])
+
+
 # ---------------------------------------------------------------------------------------------
 # The general row kernel (any kernel size; 3x3 layers whose weights exceed L1) and the drivers.
 
 @njit(cache=True)
-def _conv_row(xp, wt, kw_total, n, oh, stride, acc):
-    """acc[ow, :M] += popcounts of output row (n, oh).  xp uint32 (N, Hp, Wp, Cw32) padded,
-    wt uint32 (kh*kw, Cw32, M) with output channels the contiguous vector axis, acc uint32
-    (OW, >= M)."""
+def _conv_row(xp, wt, kw_total, n, oh, stride, acc, method):
+    """acc[ow, :Mp] += popcounts of output row (n, oh).  xp uint32 (N, Hp, Wp, Cw32) padded,
+    wt uint32 (kh*kw, Cw32, Mp) with output channels the contiguous vector axis (padded to 16
+    lanes), acc uint32 (OW, >= Mp); method an isa.POPCOUNT_* code."""
     taps, cw_total = wt.shape[0], wt.shape[1]
     ow_total = acc.shape[0]
     for kh in range(taps // kw_total):
         xrow = xp[n, oh * stride + kh]                               # (Wp, Cw32), sliced once
         ow0 = 0
-        if kw_total == 3:                                            # 3x3: whole kernel rows
+        if kw_total == 3 and method != POPCOUNT_BYTES:               # 3x3: whole kernel rows
             ow0 = ow_total - ow_total % 4
             for c in range(0, cw_total, 2):
                 for ow in range(0, ow0, 4):
@@ -194,52 +229,71 @@ def _conv_row(xp, wt, kw_total, n, oh, stride, acc):
             for c in range(0, cw_total, 2):                          # (lo, hi) halves of a word
                 ow = ow0
                 while ow + 4 <= ow_total:                            # 4 pixels share the loads
-                    _accumulate4(acc, ow, xrow, ow * stride + kw, stride, c, wt, t)
+                    if method == POPCOUNT_BYTES:
+                        _accumulate_bytes(acc, ow, xrow, ow * stride + kw, stride, c, wt, t, 4)
+                    else:
+                        _accumulate4(acc, ow, xrow, ow * stride + kw, stride, c, wt, t)
                     ow += 4
                 while ow < ow_total:
-                    _accumulate1(acc, ow, xrow, ow * stride + kw, c, wt, t)
+                    if method == POPCOUNT_BYTES:
+                        _accumulate_bytes(acc, ow, xrow, ow * stride + kw, stride, c, wt, t, 1)
+                    else:
+                        _accumulate1(acc, ow, xrow, ow * stride + kw, c, wt, t)
                     ow += 1
 
 
 @njit(cache=True)
 def _conv_rows(xp, wt, wb, kw_total, stride, r0, r1, row_cls, col_cls, base,
-               mode, scale, bias, sgn, thr, out_i, out_f, out_b):
+               mode, scale, bias, sgn, thr, out_i, out_f, out_b, method, acc, margin):
     """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage.
-    wb: row9_weights(wt) for a 3x3 kernel whose weights fit in L1, else empty (the tiled path)."""
-    oh_total, ow_total, m = out_i.shape[1], out_i.shape[2], wt.shape[2]
-    acc = _aligned_block(ow_total, acc_width(m))
-    margin = np.empty(m, np.int32)
-    direct = mode == 0 and m % 16 == 0            # _row9 writes int results itself
+    wb: row9_weights(wt) for the 3x3 row kernels (_row9 when the weights fit in L1, _row9_bytes
+    for every 3x3 on the byte-popcount paths), else empty (the tiled path). Scratch from the
+    caller, so that nothing here allocates: acc uint32 (OW, acc_width(M)), margin int32 (M,)."""
+    oh_total, m = out_i.shape[1], scale.shape[0]
+    direct = mode == 0 and m % 16 == 0            # the row kernels write int results themselves
     for r in range(r0, r1):
         n, oh = r // oh_total, r % oh_total
-        if wb.size:                                 # few channels: all taps in registers
+        if wb.size:                                 # all taps of a word in registers
             ih = oh * stride
-            _row9(acc, xp[n, ih:ih + 3], stride, wb, out_i[n, oh], base, row_cls[oh], col_cls,
-                  direct)
+            if method == POPCOUNT_BYTES:
+                _row9_bytes(acc, xp[n, ih:ih + 3], stride, wb, out_i[n, oh], base, row_cls[oh],
+                            col_cls, direct)
+            else:
+                _row9(acc, xp[n, ih:ih + 3], stride, wb, out_i[n, oh], base, row_cls[oh],
+                      col_cls, direct)
             if direct:
                 continue
         else:
             acc[:] = 0
-            _conv_row(xp, wt, kw_total, n, oh, stride, acc)
+            _conv_row(xp, wt, kw_total, n, oh, stride, acc, method)
         _emit(acc, base, row_cls[oh], col_cls, mode, scale, bias, sgn, thr,
               out_i[n, oh], out_f[n, oh], out_b[n, oh], margin)
 
 
 @njit(cache=True)
 def _conv_serial(xp, wt, wb, kw_total, stride, row_cls, col_cls, base,
-                 mode, scale, bias, sgn, thr, out_i, out_f, out_b):
+                 mode, scale, bias, sgn, thr, out_i, out_f, out_b, method):
+    m = scale.shape[0]
     _conv_rows(xp, wt, wb, kw_total, stride, 0, out_i.shape[0] * out_i.shape[1], row_cls, col_cls,
-               base, mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+               base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, method,
+               _aligned_block(out_i.shape[2], acc_width(m)), np.empty(m, np.int32))
 
 
 @njit(cache=True, parallel=True)
 def _conv_parallel(xp, wt, wb, kw_total, stride, row_cls, col_cls, base,
-                   mode, scale, bias, sgn, thr, out_i, out_f, out_b):
-    n_rows = out_i.shape[0] * out_i.shape[1]
+                   mode, scale, bias, sgn, thr, out_i, out_f, out_b, method):
+    n_rows, ow_total, m = out_i.shape[0] * out_i.shape[1], out_i.shape[2], scale.shape[0]
     per_task = max(1, n_rows // 64)                 # ~64 tasks: balance without tiny tasks
-    for t in prange((n_rows + per_task - 1) // per_task):
+    n_tasks = (n_rows + per_task - 1) // per_task
+    # Every task's scratch is allocated here, on the calling thread: allocated inside the
+    # prange body, it came from each worker thread's own malloc arena, and two threads ran
+    # slower than one (docs/engine_speed.md).
+    accs = _aligned_block(n_tasks * ow_total, acc_width(m))
+    margins = np.empty((n_tasks, m), np.int32)
+    for t in prange(n_tasks):
         _conv_rows(xp, wt, wb, kw_total, stride, t * per_task, min(n_rows, (t + 1) * per_task),
-                   row_cls, col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+                   row_cls, col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b,
+                   method, accs[t * ow_total:(t + 1) * ow_total], margins[t])
 
 
 class PackedConv2d:
@@ -251,21 +305,25 @@ class PackedConv2d:
         no stage:      int32   (N, OH, OW, M)   exact conv of sign(x), sign(w), zero padded
         scale/bias:    float32 (N, OH, OW, M)   acc * scale + bias
         to_bits=True:  uint64  (N, OH, OW, ceil(M/64))  packed sign(acc * scale + bias)
+    isa (default isa.isa_path()) picks the popcount method; every path gives the same result.
     """
 
     def __init__(self, w_words, c: int, stride: int = 1, padding: int = 0,
-                 scale=None, bias=None, to_bits: bool = False):
+                 scale=None, bias=None, to_bits: bool = False, isa: str | None = None):
         w_words = _check_words("w_words", w_words, 4, c, tail=True)
         if stride < 1 or padding < 0:
             raise ValueError(f"stride must be >= 1 and padding >= 0, found {stride}, {padding}")
         self.c, self.stride, self.padding = int(c), int(stride), int(padding)
         self.m, self.kh, self.kw = w_words.shape[:3]
-        # (kh*kw, Cw32, M): output channels contiguous, uint32 lanes (16 per 512-bit register).
-        self.wt = aligned_copy(w_words.view(np.uint32).transpose(1, 2, 3, 0)).reshape(
-            self.kh * self.kw, -1, self.m)
-        tiles_bytes = self.wt.nbytes // max(1, self.m) * (16 * -(-self.m // 16))   # M padded
-        small_3x3 = (self.kh, self.kw) == (3, 3) and tiles_bytes <= ROW9_MAX_WEIGHT_BYTES
-        self.wb = row9_weights(self.wt) if small_3x3 else np.zeros((0, 0, 18, 16), np.uint32)
+        self.isa = isa_path() if isa is None else isa
+        self.method = popcount_method(self.isa)
+        # (kh*kw, Cw32, Mp): output channels contiguous, uint32 lanes (16 per 512-bit register),
+        # padded to a multiple of 16.
+        self.wt = pad_lanes(w_words.view(np.uint32).transpose(1, 2, 3, 0).reshape(
+            self.kh * self.kw, -1, self.m))
+        row9 = (self.kh, self.kw) == (3, 3) and (self.method == POPCOUNT_BYTES
+                                                  or self.wt.nbytes <= ROW9_MAX_WEIGHT_BYTES)
+        self.wb = row9_weights(self.wt) if row9 else np.zeros((0, 0, 18, 16), np.uint32)
         ones = np.unpackbits(w_words.view(np.uint8), axis=-1).sum(axis=-1)          # (M, kh, kw)
         self.tap_sums = (self.c - 2 * ones).transpose(1, 2, 0).astype(np.int64)   # (kh, kw, M)
         self.stage = _output_stage(self.m, self.kh * self.kw * self.c, scale, bias, to_bits)
@@ -296,18 +354,19 @@ class PackedConv2d:
         macs = n * oh * ow * self.m * self.kh * self.kw * self.c
         run = _conv_parallel if _use_threads(macs) else _conv_serial
         run(xp.view(np.uint32), self.wt, self.wb, self.kw, self.stride, row_cls, col_cls, base,
-            mode, scale, bias, sgn, thr, out_i, out_f, out_b)
+            mode, scale, bias, sgn, thr, out_i, out_f, out_b, self.method)
         return out
 
 
 def prepare_conv2d(w_words, c: int, stride: int = 1, padding: int = 0, scale=None, bias=None,
-                   to_bits: bool = False) -> PackedConv2d:
-    """Prepare a binary conv once (export/load time).  w_words uint64 (M, kh, kw, ceil(c/64))."""
-    return PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits)
+                   to_bits: bool = False, isa: str | None = None) -> PackedConv2d:
+    """Prepare a binary conv once (export/load time).  w_words uint64 (M, kh, kw, ceil(c/64));
+    isa: the popcount path (isa.ISA_PATHS), default isa.isa_path(); every path is exact."""
+    return PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits, isa)
 
 
 def binary_conv2d(x_words, w_words, c: int, stride: int = 1, padding: int = 0, scale=None,
-                  bias=None, to_bits: bool = False) -> np.ndarray:
+                  bias=None, to_bits: bool = False, isa: str | None = None) -> np.ndarray:
     """One-shot packed conv: prepare_conv2d(...)(x_words). See PackedConv2d for the outputs."""
-    layer = PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits)
+    layer = PackedConv2d(w_words, c, stride, padding, scale, bias, to_bits, isa)
     return layer(_check_words("x_words", x_words, 4, c, tail=True))   # one-shot: tails too

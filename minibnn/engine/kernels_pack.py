@@ -3,7 +3,7 @@
 Same format as bitpack.pack_bits (bit b of word w = element 64w + b, bit = x < 0, so 0 and -0.0
 are +1, tail bits 0), but one pass over the floats, threaded, and able to read NCHW directly.
 Used where a float layer hands over to a binary one; its `neg_bits64` also packs the bits that
-the output stages emit (kernels._emit, ops.stage). Imports numpy, numba and llvmlite only.
+the output stages emit (kernels._emit, ops.stage). Imports numpy, numba, llvmlite and isa.py.
 """
 
 import numpy as np
@@ -11,13 +11,18 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from .isa import vector_compare_target
+
 __all__ = ["pack_signs", "pack_signs_reference", "neg_mask16", "neg_bits64"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Sixteen compares to sixteen bits in three instructions. A plain loop `word |= (x[b] < 0) << b`
 # compiles to a shift and an OR per element; LLVM's <16 x i1> -> i16 bitcast of a vector compare
-# is vcmpps/vpcmpd into a mask register and one kmovw on AVX-512 (a movemask on AVX2).
+# is vcmpps/vpcmpd into a mask register and one kmovw on AVX-512 (a movemask on AVX2). That
+# bitcast is plain LLVM IR, but only x86 lowers it well, so other targets (ARM64, pre-AVX2 x86:
+# isa.vector_compare_target) compile the compare loop instead; the choice is made per target,
+# at compile time, which Numba's cache keys on.
 
 def neg_mask16(a, i):
     """Bits b < 16 set where a[i + b] < 0 (0, -0.0 and NaN give 0).  a 1-D, i + 16 <= a.size:
@@ -55,7 +60,7 @@ def _neg_mask16(typingctx, a, i):
 def _neg_mask16_jit(a, i):
     vector_ok = (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
                  and a.dtype in (types.float32, types.float64, types.int32, types.int64))
-    if vector_ok:
+    if vector_ok and vector_compare_target():
         return lambda a, i: _neg_mask16(a, i)
     return lambda a, i: _neg_mask16_loop(a, i)     # other dtypes and layouts
 
@@ -113,9 +118,10 @@ def _pack_rows_nhwc(x, out):
 def _pack_nchw(x, out):
     """x float (N, C, H, W) -> out uint32 (N, H, W, 2*W64); reads x along W (contiguous)."""
     n_img, c, h, wid = x.shape
+    rows = np.empty((n_img * h, wid), np.uint32)   # per-task scratch: none allocated in prange
     for t in prange(n_img * h):
         n, i = t // h, t % h
-        row = np.empty(wid, np.uint32)
+        row = rows[t]
         for cw in range(out.shape[3]):
             row[:] = 0
             for b in range(min(32, c - 32 * cw)):

@@ -35,12 +35,13 @@ PARALLEL_MIN_ELEMENTS = 1 << 18    # smaller stages run on one thread: waking ot
 # The fused output stage (Numba) and its NumPy twin.
 
 @njit(cache=True)
-def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_stride, res_off,
+def _stage_rows(buf, r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_stride, res_off,
                 res_reps, act, lo, hi, b_in, slope, b_out, sign_bias, out, bits, want_out,
                 want_bits):
     """Output rows r0:r1 (row = n * OH + oh) of the stage.  x int32/float32 (N, H, W, M);
     res float32 (N, H', W', Cr) or (0, 0, 0, 0); out float32 (N, OH, OW, M) and bits uint64
-    (N, OH, OW, W64), dummies when not wanted. Vectors float32 (M,); lo, hi float32.
+    (N, OH, OW, W64), dummies when not wanted. Vectors float32 (M,); lo, hi float32; buf
+    float32 (M,) scratch from the caller (nothing here allocates: see _stage_parallel).
     An empty sign_bias means zeros. Arrays are indexed in full rather than sliced into a view
     per pixel (measured 3-8% faster)."""
     m = x.shape[3]
@@ -48,7 +49,6 @@ def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_str
     cr = res.shape[3]
     res_end = res_off + cr * res_reps                      # channels off .. end get r, tiled
     zero = np.float32(0.0)
-    buf = np.empty(m, np.float32)
     for row in range(r0, r1):
         n, oh = row // oh_total, row % oh_total
         ih, rh = oh * pool, oh * res_stride
@@ -97,15 +97,20 @@ def _stage_rows(r0, r1, x, pool, alpha, mean, inv_std, gamma, beta, res, res_str
 
 @njit(cache=True)
 def _stage_serial(x, pool, *args):
-    _stage_rows(0, x.shape[0] * (x.shape[1] // pool), x, pool, *args)
+    _stage_rows(np.empty(x.shape[3], np.float32), 0, x.shape[0] * (x.shape[1] // pool), x, pool,
+                *args)
 
 
 @njit(cache=True, parallel=True)
 def _stage_parallel(x, pool, *args):
     n_rows = x.shape[0] * (x.shape[1] // pool)
     per_task = max(1, n_rows // 32)
-    for t in prange((n_rows + per_task - 1) // per_task):
-        _stage_rows(t * per_task, min(n_rows, (t + 1) * per_task), x, pool, *args)
+    n_tasks = (n_rows + per_task - 1) // per_task
+    # One scratch row per task, allocated on the calling thread: allocations inside a prange
+    # body come from the worker threads' malloc arenas and can stall a call many times over.
+    bufs = np.empty((n_tasks, x.shape[3]), np.float32)
+    for t in prange(n_tasks):
+        _stage_rows(bufs[t], t * per_task, min(n_rows, (t + 1) * per_task), x, pool, *args)
 
 
 def stage_reference(x, pool, alpha, mean, inv_std, gamma, beta, res=None, res_stride=1,

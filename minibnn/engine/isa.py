@@ -1,0 +1,285 @@
+"""Which popcount the packed kernels use on this CPU, and the LLVM pieces behind each choice.
+
+A binary MAC is one bit of  a.b = K - 2 popcount(a XOR b)  (kernels.py). The kernels spend
+nearly all their time in XOR, popcount and add, and how to popcount a vector depends on the ISA:
+
+    path     chosen when the Numba target has            popcount of 16 uint32 lanes
+    avx512   AVX-512 VPOPCNTDQ                           vpopcntd per word, one add per word
+    avx2     AVX2 (x86-64) without VPOPCNTDQ             per byte, then one widening per 18
+    generic  anything else (ARM64, older x86)            per byte, as avx2, no x86 assumptions
+
+AVX2 has no vector popcount. LLVM lowers a 32-bit lane popcount there to a nibble lookup
+(vpshufb: the 4-bit table trick) followed by a widening of bytes to 32 bits (vpsadbw and
+unpacks), about 11 instructions per vector. `popsum16` instead combines the up to 31 XORed
+terms of one output with carry-save adders (Harley-Seal) first, counts the few vectors left
+per byte (llvm.ctpop on <64 x i8>: vpshufb on AVX2, one `cnt` on ARM NEON), adds those counts
+as bytes (at most 8 * 31 < 256) and widens to 32-bit lanes once: Mula, Kurz and Lemire,
+"Faster population counts using AVX2 instructions" (The Computer Journal, 2018).
+Differences from the paper: the adders reduce the terms of one output (18 for a 3x3 word), not
+a long stream with carried state, so the leftovers of every weight get their own popcount;
+and counts are widened to 32-bit lanes (one output channel each) with shifts and masks, not
+summed to 64 bits with vpsadbw. Measurements: docs/engine_speed.md.
+
+The path is chosen once per process from the CPU features Numba compiles for (its
+NUMBA_CPU_NAME / NUMBA_CPU_FEATURES overrides, else the host's, via llvmlite), and
+MINIBNN_ISA=avx512|avx2|generic overrides it. The kernels take the popcount method as a runtime
+argument (so every method is exact on every CPU and the tests run each one); only
+kernels_pack.neg_mask16 chooses at compile time, by target (Numba's cache keys on the target).
+Imports numba and llvmlite only.
+"""
+
+import functools
+import os
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic, overload
+
+__all__ = ["ISA_PATHS", "POPCOUNT_WORDS", "POPCOUNT_BYTES", "isa_path", "detected_isa",
+           "host_isa", "host_cpu_name", "lesser_isa_warnings", "popcount_method", "target_cpu",
+           "popcount", "popsum16"]
+
+ISA_PATHS = ("avx512", "avx2", "generic")
+POPCOUNT_WORDS, POPCOUNT_BYTES = 0, 1               # runtime codes passed to the kernels
+_METHOD = {"avx512": POPCOUNT_WORDS, "avx2": POPCOUNT_BYTES, "generic": POPCOUNT_BYTES}
+MAX_POPSUM_TERMS = 31                               # byte counts: 8 * 31 = 248 < 256
+
+
+@functools.lru_cache(maxsize=1)
+def target_cpu() -> tuple:
+    """(triple, cpu name, set of enabled features) Numba compiles for: its NUMBA_CPU_NAME and
+    NUMBA_CPU_FEATURES when set (as Numba's JIT codegen reads them), else the host's."""
+    llvm.initialize_native_target()
+    name = config.CPU_NAME or llvm.get_host_cpu_name()
+    feats = config.CPU_FEATURES
+    if feats is None:
+        feats = llvm.get_host_cpu_features().flatten()
+    enabled = {f[1:] for f in feats.split(",") if f.startswith("+")}
+    return llvm.get_process_triple(), name, frozenset(enabled)
+
+
+def isa_of(triple: str, features) -> str:
+    """The path a target deserves: see the table in the module docstring."""
+    if not triple.startswith(("x86_64", "i686", "i386")):
+        return "generic"
+    if "avx512vpopcntdq" in features and "avx512f" in features:
+        return "avx512"
+    return "avx2" if "avx2" in features else "generic"
+
+
+def host_cpu_name() -> str:
+    """LLVM's name for the host CPU (e.g. znver3, skylake-avx512)."""
+    llvm.initialize_native_target()
+    return llvm.get_host_cpu_name()
+
+
+def host_isa() -> str:
+    """The path the CPU itself supports (llvmlite's host features; ignores NUMBA_CPU_*)."""
+    llvm.initialize_native_target()
+    feats = llvm.get_host_cpu_features().flatten()
+    return isa_of(llvm.get_process_triple(), {f[1:] for f in feats.split(",") if f[:1] == "+"})
+
+
+def lesser_isa_warnings() -> list:
+    """One line per environment variable that makes the engine run a lesser path than the
+    CPU has (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES through the compile target, MINIBNN_ISA)."""
+    rank = {"generic": 0, "avx2": 1, "avx512": 2}
+    host, target, run = host_isa(), detected_isa(), isa_path()
+    notes = []
+    if rank[target] < rank[host]:
+        forced = [f"{v}={os.environ[v]}" for v in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")
+                  if os.environ.get(v)]
+        notes.append(f"{' '.join(forced) or 'the Numba target'} compiles the kernels for the "
+                     f"{target} path on a CPU that has {host}")
+    if rank[run] < rank[target]:
+        notes.append(f"MINIBNN_ISA={os.environ.get('MINIBNN_ISA')} runs the {run} path where "
+                     f"the compile target has {target}")
+    return notes
+
+
+def detected_isa() -> str:
+    """The path the compile target supports, ignoring MINIBNN_ISA."""
+    triple, _, features = target_cpu()
+    return isa_of(triple, features)
+
+
+@functools.lru_cache(maxsize=1)
+def isa_path() -> str:
+    """The path this process runs: MINIBNN_ISA if set, else detected_isa()."""
+    forced = os.environ.get("MINIBNN_ISA", "").strip().lower()
+    if not forced:
+        return detected_isa()
+    if forced not in ISA_PATHS:
+        raise ValueError(f"MINIBNN_ISA must be one of {', '.join(ISA_PATHS)}, found {forced!r}")
+    return forced
+
+
+def popcount_method(isa: str | None = None) -> int:
+    """Runtime popcount code of a path (default: isa_path())."""
+    isa = isa_path() if isa is None else isa
+    if isa not in _METHOD:
+        raise ValueError(f"isa must be one of {', '.join(ISA_PATHS)}, found {isa!r}")
+    return _METHOD[isa]
+
+
+def vector_compare_target() -> bool:
+    """Whether kernels_pack.neg_mask16 may compile to a vector compare + mask move: x86-64
+    targets with AVX2 (vmovmskps / vpmovmskb) or AVX-512 (kmovw). Elsewhere it takes a loop."""
+    triple, _, features = target_cpu()
+    return triple.startswith("x86_64") and "avx2" in features
+
+
+# ---------------------------------------------------------------------------------------------
+# Word popcount: a plain Python function (used under NUMBA_DISABLE_JIT=1) and the overload
+# Numba compiles instead (llvm.ctpop: vpopcntd on AVX-512 VPOPCNTDQ, a lookup elsewhere).
+
+def popcount(x):
+    """Number of set bits of an unsigned integer (uint32 or uint64)."""
+    return int(x).bit_count()
+
+
+@intrinsic
+def _ctpop(typingctx, x):
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.ctpop(args[0])
+    return x(x), codegen
+
+
+@overload(popcount)
+def _popcount_jit(x):
+    if isinstance(x, types.Integer):
+        return lambda x: _ctpop(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Byte popcount of 16 lanes, summed over up to 31 terms before one widening.
+
+def popsum16(dst, at, w, offs, xs, add):
+    """For j < 16, with d = dst[at[0], at[1] + j]:
+
+        d = [d if add] + sum_k popcount(xs[k] ^ w[offs[k] + j])
+
+    dst uint32 2-D (row at[0], columns at[1] .. at[1] + 15), w uint32 1-D C-contiguous, offs and
+    xs tuples of equal length <= 31 (weight start indices, uint32 inputs broadcast to 16 lanes).
+    Compiled, the 16-lane loads are unchecked: the caller keeps every index in bounds.
+    """
+    for j in range(16):
+        total = sum(int(w[o + j] ^ x).bit_count() for o, x in zip(offs, xs))
+        dst[at[0], at[1] + j] = (int(dst[at[0], at[1] + j]) if add else 0) + total
+
+
+def _carry_save_count(builder, terms, ctpop, b64):
+    """Byte counts (b64) of the bits of all `terms` (16 x i32 vectors), added: carry-save adders
+    (Harley-Seal; 5 logic ops take 3 vectors of weight k to one of weight k and one of 2k)
+    until at most two vectors of each weight remain, then one popcount per vector, shifted by
+    its weight. 18 terms: 12 adders and 6 popcounts instead of 18 popcounts."""
+    levels = {1: list(terms)}
+    weight = 1
+    while weight in levels:
+        vs = levels[weight]
+        while len(vs) >= 3:
+            a, b, c = vs.pop(), vs.pop(), vs.pop()
+            u = builder.xor(a, b)
+            vs.insert(0, builder.xor(u, c))
+            levels.setdefault(2 * weight, []).append(builder.or_(builder.and_(a, b),
+                                                                 builder.and_(u, c)))
+        weight *= 2
+    total = ir.Constant(b64, None)
+    for weight, vs in levels.items():
+        if not vs:
+            continue
+        cnt = ir.Constant(b64, None)
+        for v in vs:
+            cnt = builder.add(cnt, builder.call(ctpop, [builder.bitcast(v, b64)]))
+        if weight > 1:                                    # bytes stay < 256: no carry out
+            cnt = builder.shl(cnt, ir.Constant(b64, [weight.bit_length() - 1] * 64))
+        total = builder.add(total, cnt)
+    return total
+
+
+@intrinsic
+def _popsum16(typingctx, dst, at, w, offs, xs, add):
+    ok = (isinstance(dst, types.Array) and dst.ndim == 2 and dst.dtype == types.uint32
+          and isinstance(w, types.Array) and w.ndim == 1 and w.layout == "C"
+          and w.dtype == types.uint32 and isinstance(offs, types.UniTuple)
+          and isinstance(xs, types.UniTuple) and len(offs) == len(xs) <= MAX_POPSUM_TERMS
+          and isinstance(at, types.UniTuple) and len(at) == 2)
+    if not ok:
+        return None
+
+    def codegen(context, builder, sig, args):
+        dst_a = context.make_array(sig.args[0])(context, builder, args[0])
+        w_a = context.make_array(sig.args[2])(context, builder, args[2])
+        i32, i8 = ir.IntType(32), ir.IntType(8)
+        v16, b64 = ir.VectorType(i32, 16), ir.VectorType(i8, 64)
+        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(b64, [b64]),
+                                               "llvm.ctpop.v64i8")
+        lanes0 = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
+        terms = []
+        for k in range(len(sig.args[4])):
+            off = context.cast(builder, builder.extract_value(args[3], k), sig.args[3].dtype,
+                               types.intp)
+            ptr = builder.bitcast(builder.gep(w_a.data, [off]), v16.as_pointer())
+            x = builder.insert_element(ir.Constant(v16, None),
+                                       context.cast(builder, builder.extract_value(args[4], k),
+                                                    sig.args[4].dtype, types.uint32),
+                                       ir.Constant(i32, 0))
+            terms.append(builder.xor(builder.load(ptr, align=4),
+                                     builder.shuffle_vector(x, x, lanes0)))
+        total = _carry_save_count(builder, terms, ctpop, b64)
+        t = builder.bitcast(total, v16)                  # 4 byte counts per lane -> their sum
+        m8 = ir.Constant(v16, [0x00FF00FF] * 16)
+        t = builder.add(builder.and_(t, m8),
+                        builder.and_(builder.lshr(t, ir.Constant(v16, [8] * 16)), m8))
+        t = builder.add(builder.and_(t, ir.Constant(v16, [0xFFFF] * 16)),
+                        builder.lshr(t, ir.Constant(v16, [16] * 16)))
+        idx = [context.cast(builder, builder.extract_value(args[1], i), sig.args[1].dtype,
+                            types.intp) for i in range(2)]
+        dptr = cgutils.get_item_pointer(context, builder, sig.args[0], dst_a, idx)
+        dptr = builder.bitcast(dptr, v16.as_pointer())
+        old = builder.load(dptr, align=4)
+        t = builder.add(t, builder.select(args[5], old, ir.Constant(v16, None)))
+        builder.store(t, dptr, align=4)
+        return context.get_dummy_value()
+    return types.none(dst, at, w, offs, xs, types.boolean), codegen
+
+
+@overload(popsum16, inline="always")
+def _popsum16_jit(dst, at, w, offs, xs, add):
+    return lambda dst, at, w, offs, xs, add: _popsum16(dst, at, w, offs, xs, add)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiler hints for the innermost kernels.
+
+def _hot_loop_hints():
+    """Compiler hints for the innermost kernels; a no-op in plain Python."""
+
+
+@intrinsic
+def _hints(typingctx):
+    def codegen(context, builder, sig, args):
+        fn = builder.function
+        # LLVM keeps to 256-bit vectors on recent Intel cores unless asked; vpopcntq on 512-bit
+        # registers does twice the work per instruction (ignored by targets without them).
+        # llvmlite's attribute whitelist lacks this string attribute, hence set.add.
+        set.add(fn.attributes, '"prefer-vector-width"="512"')
+        # Callers pass non-overlapping arrays (accumulator rows, weights, outputs): marking
+        # their data pointers noalias spares the vectoriser a runtime overlap check per call.
+        # Numba names an array argument's fields arg.<name>.<i>; field 4 is the data pointer.
+        for arg in fn.args:
+            if isinstance(arg.type, ir.PointerType) and arg.name.startswith("arg.") \
+                    and arg.name.endswith(".4"):
+                arg.add_attribute("noalias")
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+@overload(_hot_loop_hints, inline="always")   # inlined, so the hints land on the caller itself
+def _hot_loop_hints_jit():
+    return lambda: _hints()
