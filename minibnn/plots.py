@@ -1,27 +1,66 @@
-"""All of minibnn's figures. matplotlib is imported here only, lazily, with the Agg backend."""
+"""All of minibnn's figures. matplotlib is imported here only, lazily.
+
+Where a figure goes (`save_figure`, used by every plot_* function and by the tutorials):
+- it is written as a PNG to the path given; tutorials take that path from `figure_dir()`, which
+  is `$MINIBNN_FIGURES` when set (the test suite sets it to a temporary folder, so tests never
+  write into the source tree), else `figures/` beside the running script (or the working folder);
+- inside a Jupyter kernel it is also shown inline (an image/png output of the cell).
+Outside a kernel pyplot runs on the Agg backend, so no window ever opens.
+"""
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["plot_history", "plot_curves", "save_figure"]
+__all__ = ["plot_history", "plot_curves", "save_figure", "figure_dir", "in_notebook", "pyplot"]
 
 
-def _pyplot():
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython with a kernel app), where figures display inline."""
+    ipython = sys.modules.get("IPython")          # never imported here: only if already running
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def pyplot():
+    """matplotlib.pyplot; on the Agg backend unless a Jupyter kernel chose its own (inline)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if not in_notebook():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
+
+def figure_dir() -> Path:
+    """$MINIBNN_FIGURES if set, else figures/ beside the running script, else ./figures."""
+    if os.environ.get("MINIBNN_FIGURES"):
+        return Path(os.environ["MINIBNN_FIGURES"])
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script and not in_notebook():
+        return Path(script).resolve().parent / "figures"
+    return Path.cwd() / "figures"
+
+
 def save_figure(fig, path: str | Path) -> Path:
+    """Write `fig` as a PNG to `path` (folders created), show it inline in a Jupyter kernel,
+    close it, and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    path.write_bytes(buffer.getvalue())
+    if in_notebook():
+        from IPython.display import Image, display   # optional: present whenever a kernel runs
+
+        display(Image(data=buffer.getvalue(), format="png"))
+    pyplot().close(fig)
     return path
 
 
@@ -34,7 +73,7 @@ def plot_history(history: list[dict], out: str | Path, title: str = "") -> Path:
     """Loss terms, accuracy, learning rate (and EDE t) and flip ratio against the epoch."""
     if not history:
         raise ValueError("the history is empty: no epoch has finished yet")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     keys = list(dict.fromkeys(k for row in history for k in row))
     loss_keys = [k for k in keys if k.startswith(("train_", "val_")) and not k.endswith("accuracy")]
@@ -71,7 +110,7 @@ def _positive(history: list[dict], keys: list[str]) -> bool:
 def plot_curves(curves: dict[str, Sequence[float]], out: str | Path, title: str = "",
                 xlabel: str = "epoch", ylabel: str = "") -> Path:
     """One line per named series (e.g. a binary net and its real twin), against 1, 2, 3, ..."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, marker=".", label=name)
@@ -94,7 +133,7 @@ def plot_lcr_estimates(history: list[dict], out: str | Path, title: str = "") ->
     if not pairs:
         raise ValueError("the history has no LCR estimates (lcr_pair*_sigma_bin): "
                          "was it trained with --method lcr?")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(pairs) + 1, figsize=(3.6 * (len(pairs) + 1), 3.4))
     for ax, i in zip(axes, pairs):
         for side, color, label in (("bin", "tab:blue", "binary"), ("ref", "tab:orange", "reference")):
@@ -128,7 +167,7 @@ def plot_robustness(table, out: str | Path, baseline=None, title: str = "") -> P
     corruptions, severities, clean_accuracy, accuracy (C, S))."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     panels = [(table.name, 100 * np.asarray(table.accuracy), "viridis", (0, 100))]
     if baseline is not None:
         diff = 100 * (np.asarray(table.accuracy) - np.asarray(baseline.accuracy))
@@ -165,7 +204,7 @@ def plot_distributions(distributions: dict[str, Sequence[float]], out: str | Pat
     over the embedding dimensions), sorted by the first vector so the shapes can be compared."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     names = list(distributions)
     order = np.argsort(-np.asarray(distributions[names[0]]))
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -187,7 +226,7 @@ def plot_bars(values: dict[str, Sequence[float]], out: str | Path, title: str = 
     label has several values (seeds) and each value as a dot."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(values)
     means = [float(np.mean(values[k])) for k in labels]
     errs = [float(np.std(values[k], ddof=1)) if len(values[k]) > 1 else 0.0 for k in labels]
@@ -215,7 +254,7 @@ def plot_cmim_runs(histories: dict[str, list], out: str | Path, title: str = "")
     """CMIM runs side by side: validation accuracy per run (left) and each run's contrastive
     terms (right: cmim_bnn_anchor / cmim_fp_anchor of the official form, infonce of the paper
     form), against the epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (acc, terms) = plt.subplots(1, 2, figsize=(11, 4))
     for name, history in histories.items():
         line, = acc.plot(*_series(history, "val_accuracy"), marker=".", label=name)

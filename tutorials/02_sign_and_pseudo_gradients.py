@@ -6,17 +6,15 @@
 # ApproxSign, IR-Net's EDE with its t/k schedule) replace it; each section checks the
 # library's numbers against the closed forms and the verified tables of methods.md §1.
 # Prerequisites: tutorial 01 (Tensor, Function, backward) or any autograd; NumPy.
-# Runtime: about two seconds on a laptop CPU (one matplotlib figure, saved next to this file
-# as figures/02_pseudo_gradients.png).
+# Runtime: about two seconds on a laptop CPU (one matplotlib figure: shown inline in a notebook,
+# saved as figures/02_pseudo_gradients.png beside the script, or under $MINIBNN_FIGURES).
 
 # %%
-from pathlib import Path
-
 import numpy as np
 
 from minibnn import Tensor
 from minibnn.nn.binary import BinaryConv2d, set_ede
-from minibnn.plots import save_figure
+from minibnn.plots import figure_dir, pyplot, save_figure
 from minibnn.quantizers import approx_sign, ede_sign, make_quantizer, sign, ste_sign
 
 
@@ -164,11 +162,7 @@ for (t, k), expected in table.items():
 # autograd, not from the formulas).
 
 # %%
-import matplotlib                                 # noqa: E402 (lazy: only this cell plots)
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt                   # noqa: E402
-
+plt = pyplot()                                    # Agg as a script, inline in a notebook
 grid = np.linspace(-2, 2, 801)
 epochs = (0, 60, 75, 90, 99)
 fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex=True)
@@ -199,7 +193,7 @@ axes[0, 0].set_ylabel("forward")
 axes[1, 0].set_ylabel("pseudo-gradient dy/dx")
 fig.suptitle("sign(x) forward, and the gradient each estimator uses in its place")
 fig.tight_layout()
-out = save_figure(fig, Path(__file__).resolve().parent / "figures" / "02_pseudo_gradients.png")
+out = save_figure(fig, figure_dir() / "02_pseudo_gradients.png")
 print(f"saved {out}")
 assert out.stat().st_size > 10_000
 

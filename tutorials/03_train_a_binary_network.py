@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from minibnn.models import build_model
-from minibnn.plots import plot_curves
+from minibnn.plots import figure_dir, plot_curves
 from minibnn.summary import summary
 from minibnn.train import TrainConfig, load_model, run_training
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
-FIGURES = Path(os.environ.get("MINIBNN_FIGURES", Path(__file__).resolve().parent / "figures"))
+FIGURES = figure_dir()                  # $MINIBNN_FIGURES, else figures/ beside the script
 EPOCHS = 2 if FAST else 6
 LIMIT = 2000 if FAST else 0            # 0: all 8,000 training images
 workdir = Path(tempfile.mkdtemp(prefix="minibnn-tutorial-03-"))

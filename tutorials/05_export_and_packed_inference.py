@@ -22,11 +22,11 @@ from minibnn.autograd import Tensor, no_grad
 from minibnn.data import load_dataset, transforms
 from minibnn.engine import PackedModel, bitpack, export, kernels_conv
 from minibnn.nn import binary_layers
-from minibnn.plots import plot_bars
+from minibnn.plots import figure_dir, plot_bars
 from minibnn.train import TrainConfig, load_model, run_training
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
-FIGURES = Path(os.environ.get("MINIBNN_FIGURES", Path(__file__).resolve().parent / "figures"))
+FIGURES = figure_dir()                  # $MINIBNN_FIGURES, else figures/ beside the script
 workdir = Path(tempfile.mkdtemp(prefix="minibnn-tutorial-05-"))
 
 # %% [markdown]

@@ -22,11 +22,11 @@ from minibnn.commands.robustness import (corruption_accuracy, corruption_errors,
 from minibnn.data import load_dataset, transforms
 from minibnn.methods import lcr
 from minibnn.models import build_model
-from minibnn.plots import plot_curves, plot_lcr_estimates, plot_robustness
+from minibnn.plots import figure_dir, plot_curves, plot_lcr_estimates, plot_robustness
 from minibnn.train import TrainConfig, load_model, read_history, run_training
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
-FIGURES = Path(os.environ.get("MINIBNN_FIGURES", Path(__file__).resolve().parent / "figures"))
+FIGURES = figure_dir()                  # $MINIBNN_FIGURES, else figures/ beside the script
 EPOCHS = 1 if FAST else 4
 BATCH = 32 if FAST else 128          # small batches: enough steps on the fast subset
 LIMIT = 1000 if FAST else 0                      # training images (0: all 8,000)

@@ -27,11 +27,11 @@ from minibnn.methods import cmim
 from minibnn.methods.cmim_recipe import record_binary_inputs
 from minibnn.models import build_model
 from minibnn.nn.binary import binary_layers
-from minibnn.plots import plot_cmim_runs
+from minibnn.plots import figure_dir, plot_cmim_runs
 from minibnn.train import TrainConfig, run_training
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
-FIGURES = Path(os.environ.get("MINIBNN_FIGURES", Path(__file__).resolve().parent / "figures"))
+FIGURES = figure_dir()                  # $MINIBNN_FIGURES, else figures/ beside the script
 rng = np.random.default_rng(0)
 workdir = Path(tempfile.mkdtemp(prefix="minibnn-tutorial-07-"))
 

@@ -24,11 +24,11 @@ from minibnn.data import load_dataset
 from minibnn.methods.s2bnn import distribution_loss, knn_predict, moco_infonce
 from minibnn.methods.s2bnn_recipe import make_config
 from minibnn.models import build_model
-from minibnn.plots import plot_bars, plot_distributions
+from minibnn.plots import figure_dir, plot_bars, plot_distributions
 from minibnn.train import TrainConfig, load_model, run_training
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
-FIGURES = Path(os.environ.get("MINIBNN_FIGURES", Path(__file__).resolve().parent / "figures"))
+FIGURES = figure_dir()                  # $MINIBNN_FIGURES, else figures/ beside the script
 workdir = Path(tempfile.mkdtemp(prefix="minibnn-tutorial-08-"))
 rng = np.random.default_rng(0)
 
