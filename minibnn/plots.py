@@ -274,3 +274,33 @@ def plot_cmim_runs(histories: dict[str, list], out: str | Path, title: str = "")
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, out)
+
+
+# ------------------------------------------------------------------------------- image grids
+__all__ += ["plot_image_grid"]
+
+
+def plot_image_grid(images, out: str | Path, row_labels: Sequence[str] = (),
+                    col_labels: Sequence[str] = (), title: str = "") -> Path:
+    """A grid of images (R, C, H, W) or (R, C, 3, H, W) in [0, 1] (e.g. one image per
+    corruption and severity), with optional row and column labels."""
+    import numpy as np
+
+    images = np.asarray(images)
+    if images.ndim not in (4, 5):
+        raise ValueError(f"plot_image_grid: expected images (R, C, H, W) or (R, C, 3, H, W), "
+                         f"got shape {images.shape}")
+    rows, cols = images.shape[:2]
+    plt = pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 1.2, 1.1 * rows + 0.6), squeeze=False)
+    for (r, c), ax in np.ndenumerate(axes):
+        img = images[r, c]
+        ax.imshow(np.moveaxis(img, 0, -1) if img.ndim == 3 else img, cmap="gray", vmin=0, vmax=1)
+        ax.set(xticks=[], yticks=[])
+        if c == 0 and r < len(row_labels):
+            ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+        if r == 0 and c < len(col_labels):
+            ax.set_title(col_labels[c], fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)

@@ -4,7 +4,7 @@
 # Goal: see why a binary network cannot be trained with the true gradient of `sign`, and how
 # the three pseudo-gradients minibnn implements (the straight-through estimator of BNN, Bi-Real's
 # ApproxSign, IR-Net's EDE with its t/k schedule) replace it; each section checks the
-# library's numbers against the closed forms and the verified tables of methods.md §1.
+# library's numbers against the closed forms and the verified tables of docs/methods.md §1.
 # Prerequisites: tutorial 01 (Tensor, Function, backward) or any autograd; NumPy.
 # Runtime: about two seconds on a laptop CPU (one matplotlib figure: shown inline in a notebook,
 # saved as figures/02_pseudo_gradients.png beside the script, or under $MINIBNN_FIGURES).
@@ -102,7 +102,7 @@ assert np.array_equal(grad(lambda t: ste_sign(t, clip=np.inf), x), np.ones_like(
 # Bi-Real Net (arXiv:1808.00278), also ReActNet's and S2-BNN's activation, differentiates a
 # piecewise quadratic that hugs sign more closely than hardtanh does:
 # F(x) = 2x + x² on [−1, 0), 2x − x² on [0, 1), ±1 outside, so F'(x) = 2 + 2x, 2 − 2x, 0.
-# The table below is the one methods.md §1.2 verified against the official code (0 at x = −1).
+# The table below is the one docs/methods.md §1.2 verified against the official code (0 at x = −1).
 
 # %%
 x = np.array([-1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5])
@@ -139,10 +139,10 @@ for e in (0, 25, 50, 75, 99):
     t, k = ede_tk(e, E, T_MIN, T_MAX)
     print(f"epoch {e:2d}: t = {t:8.4f}  k = {k:8.3f}  k*t = {k * t:.3f}")
 assert np.allclose([ede_tk(e, E, T_MIN, T_MAX)[0] for e in (0, 25, 50, 99)],
-                   [1e-3, 0.01, 0.1, 9.120], rtol=1e-3)            # methods.md §1.1 [verified]
+                   [1e-3, 0.01, 0.1, 9.120], rtol=1e-3)            # docs/methods.md §1.1 [verified]
 
 # %% [markdown]
-# The gradient at x = [−2, −0.5, 0, 0.5, 2] for four (t, k) pairs, against the table methods.md
+# The gradient at x = [−2, −0.5, 0, 0.5, 2] for four (t, k) pairs, against the table docs/methods.md
 # §1.1 verified on the official `BinaryQuantize`:
 
 # %%
