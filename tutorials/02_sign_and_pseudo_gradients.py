@@ -218,3 +218,17 @@ try:
     make_quantizer("tanh")
 except ValueError as err:
     print("make_quantizer('tanh') ->", err)
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/02_solutions.py` (it runs every check below).
+# 1. **Your own estimator.** Write a `Function` `SignTanh` whose forward is sign (sign(0) = +1)
+#    and whose backward is dy·(1 − tanh²(x)). Check: its gradient on `np.linspace(-3, 3, 61)`
+#    equals that of `ede_sign(x, 1.0, 1.0)`.
+# 2. **When does EDE stop passing gradient?** With the LCR schedule (t from 1e−3 to 10 over
+#    E = 100 epochs), at which epoch does the EDE gradient at x = 0.5 first drop below 0.5?
+#    Predict roughly from the picture of section 6, then compute it with `ede_tk`. Check: epoch
+#    88 (and the gradient is not monotone before it: k switches from 1/t to 1 where t crosses 1).
+# 3. **Where sign(0) matters.** A dot product of K values in {−1, +1} has the parity of K. Run a
+#    `BinaryConv2d(c, 4, 3, weight_quantizer="sign")` on random inputs with c = 1 (K = 9) and
+#    c = 2 (K = 18) and count exact zeros in the output. Check: none for K = 9, some for K = 18.

@@ -171,3 +171,14 @@ reloaded = PackedModel.load(path)
 assert np.array_equal(reloaded(x[:50]), packed(x[:50]))
 print(f"{path.name}: {path.stat().st_size:,} bytes on disk; meta {reloaded.meta}")
 assert cli.main(["eval", "--packed", str(path)]) == 0
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/05_solutions.py` (it runs every check below).
+# 1. **Thresholds by hand.** For one channel with scale s and bias b, sign(a·s + b) (with
+#    sign(0) = +1) is +1 iff a ≥ ceil(−b/s) when s > 0, iff a ≤ floor(−b/s) when s < 0, and
+#    always or never when s = 0. Write `positive_from(a, s, b)`. Check: equal to `a*s + b >= 0`
+#    for every a in [−27, 27] and 200 random (s, b), some with s = 0.
+# 2. **Bytes by hand.** A binary 3x3 conv 64 → 64 stores one uint64 word per (output channel,
+#    tap) and five float32 vectors of 64 (alpha and batch norm). Compute its compression
+#    against float32 weights. Check: `bitpack.pack_nhwc(w).nbytes == 4608` and the ratio is 25.0.

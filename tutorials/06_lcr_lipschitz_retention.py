@@ -234,3 +234,14 @@ assert self_mce == 1.0
 # the true singular values when you want them. Whether the term helps a small MNIST network is an
 # empirical question: docs/lcr.md reports 3 seeds of clean accuracy and mCE, measured with
 # experiments/lcr_reproduction.py.
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/06_solutions.py` (it runs every check below).
+# 1. **Invariances.** Permute the channels of f_i, or of f_{i+1}, and check that the official
+#    estimate does not change (why: K1 is only permuted). Check: `np.allclose` on random stages.
+# 2. **A closed form.** For K = c·11ᵀ (C x C), derive the official estimate and the true
+#    sigma_max. Check: C = 16, c = 0.3 give 4.381780 and 2.190890.
+# 3. **The gamma degeneracy.** Scale one stage by gamma = −2.5. Check: the estimate of the pair
+#    scales by |gamma|, which is why LCR's learnable per-stage gammas can shrink the loss
+#    without changing what the network computes.

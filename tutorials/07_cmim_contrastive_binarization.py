@@ -253,3 +253,14 @@ assert histories["CMIM paper"][-1]["train_infonce"] < histories["CMIM paper"][0]
 # paper form asks a BNN to keep, in its signs, what its own latent activations know. Both are
 # a regulariser on top of cross-entropy; on MNIST the accuracy differences are small, and
 # docs/cmim.md reports what 3 seeds show.
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/07_solutions.py` (it runs every check below).
+# 1. **The NCE value on uniform scores.** Compute by hand −log((1/M)/((N+1)/M + ε)) −
+#    N·log((N/M)/((N+1)/M + ε)) for N = 10, M = 100, ε = 1e−7. Check: 3.351007, equal to
+#    `cmim.nce_uniform_value(10, 100)`.
+# 2. **A perfect critic.** Use B = 16 orthogonal unit embeddings as both anchors and
+#    positives. Derive InfoNCE as a function of tau. Check: log(1 + (B − 1)·e^(−1/τ)) for
+#    τ = 1, 0.1, 0.01, and below 1e−3 at τ = 0.01.
+# 3. **Equal logits.** Check: identical embeddings for every sample give exactly log B.

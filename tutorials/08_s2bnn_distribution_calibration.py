@@ -241,3 +241,12 @@ if not FAST:   # the paper's main finding; in the 3-seed reproduction the gap is
 # the distribution loss to InfoNCE (1:1) did not help at this tiny budget, where InfoNCE's
 # gradient is several times larger and swamps it. The fast-mode numbers above, one epoch on a toy
 # set, say nothing about this ordering.
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/08_solutions.py` (it runs every check below).
+# 1. **The minimum of the distribution loss.** Check: `distribution_loss(t, t)` equals the
+#    entropy of softmax(t/τ) for random t (4 x 128, τ = 0.2), so the loss's floor is H(p_t), not 0.
+# 2. **The floor of InfoNCE.** With K = 1024 negatives and τ = 0.1, an aligned query orthogonal
+#    to every negative. Check: `moco_infonce` equals log(1 + K·e^(−1/τ)) = 0.045441.
+# 3. **The gradient.** Check with autograd: dL/ds = (softmax(s/τ) − softmax(t/τ)) / (B·τ).
