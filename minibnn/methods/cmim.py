@@ -4,8 +4,9 @@ Two forms, named because they give different numbers (docs/methods.md §3.3):
   official  what the released code computes: CRD-style NCE (arXiv:1910.10699) between the BNN's
             penultimate feature and a separate real-valued teacher's, two memory banks,
             label-aware negatives, a normaliser Z fixed at the first call, both anchor directions.
-  paper     what the paper describes: InfoNCE between the binary activations sign(a) of the
-            BNN and its own latent real activations a (pre-sign), at several layers.
+  paper     reconstructed from the paper's description (not transcribed from its equations):
+            the pairs it contrasts, the binary activations sign(a) of the BNN against its own
+            latent real activations a (pre-sign) at several layers, scored with InfoNCE.
 Functions of Tensors plus small explicit state objects (MemoryBank, NegativeSampler, Normaliser,
 FeatureQueue) whose state_dict() checkpoints save. No model classes, no training loop.
 """
