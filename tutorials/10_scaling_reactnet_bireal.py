@@ -70,8 +70,10 @@ binary = F.conv2d(Tensor(sign(img)), Tensor(sign(ker)), padding=1).data
 alpha = np.abs(ker).mean(axis=(1, 2, 3))[None, :, None, None]                       # (1, M, 1, 1)
 a_map = np.abs(img).mean(axis=1, keepdims=True)                                      # (1, 1, H, W)
 k_map = F.conv2d(Tensor(a_map), Tensor(np.full((1, 1, 3, 3), 1 / 9)), padding=1).data
-rel = {name: np.linalg.norm(approx - exact) / np.linalg.norm(exact) for name, approx in
-       {"sign * sign": binary, "... x alpha": binary * alpha, "... x alpha x K": binary * alpha * k_map}.items()}
+approximations = {"sign * sign": binary, "... x alpha": binary * alpha,
+                  "... x alpha x K": binary * alpha * k_map}
+rel = {name: np.linalg.norm(approx - exact) / np.linalg.norm(exact)
+       for name, approx in approximations.items()}
 for name, r in rel.items():
     print(f"{name:17s} relative error {r:.3f}")
 assert rel["... x alpha x K"] < rel["... x alpha"] < rel["sign * sign"]
@@ -100,10 +102,11 @@ assert np.allclose(y1, y2, atol=1e-4)
 # PReLU, reshapes the real-valued signal the next block receives. Below: the default CNN's stem
 # on MNIST digits, conv -> max-pool -> batch norm with its initial running statistics, before
 # the activation. Nothing centres these values per channel: the blank background gives one value
-# repeated thousands of times, on one side of 0, so many channels' signs are far from balanced. We set each RSign shift to the value that balances the
-# channel's bit best (minus a threshold between two observed values with about half of the
-# values above it; the blank background repeats one value many times, so exact balance is not
-# always possible), the kind of value training has to find, and compare the bits' entropy.
+# repeated thousands of times, on one side of 0, so many channels' signs are far from balanced.
+# We set each RSign shift to the value that balances the channel's bit best (minus a threshold
+# between two observed values with about half of the values above it; with the background's
+# repeated value exact balance is not always possible), the kind of value training has to find,
+# and compare the bits' entropy.
 
 # %%
 _, val = load_dataset("mnist-t10k")
@@ -151,7 +154,8 @@ titles = ["before: x (threshold at 0)", "after RSign's shift: x + b", "RPReLU be
 for ax, title in zip(axes, titles):
     ax.axvline(0, color="black", lw=1)
     ax.set(title=title, xlabel="activation", yscale="log", ylabel="count (log)")
-    ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper right")
 fig.tight_layout()
 print("saved", save_figure(fig, figure_dir() / "10_rsign_rprelu_histograms.png"))
 
