@@ -26,7 +26,7 @@ from minibnn.commands.robustness import (corruption_accuracy, corruption_errors,
 from minibnn.data import load_dataset, transforms
 from minibnn.methods import lcr
 from minibnn.models import build_model
-from minibnn.data.corruptions import CORRUPTIONS, corrupt
+from minibnn.data.corruptions import CORRUPTIONS as ALL_CORRUPTIONS, corrupt
 from minibnn.plots import (figure_dir, plot_curves, plot_image_grid, plot_lcr_estimates,
                            plot_robustness)
 from minibnn.train import TrainConfig, load_model, read_history, run_training
@@ -213,12 +213,14 @@ assert all(np.isfinite(history[-1][k]) for k in history[-1] if k.startswith("lcr
 
 # %%
 clean = val.x[:1].astype(np.float32) / 255                         # (1, 1, 28, 28) in [0, 1]
-grid = np.stack([np.stack([clean[0, 0]] + [corrupt(clean, name, sev, np.random.default_rng([0, sev]))[0, 0]
-                                           for sev in range(1, 6)]) for name in CORRUPTIONS])
-print("saved", plot_image_grid(grid, FIGURES / "06_corruptions.png", row_labels=list(CORRUPTIONS),
+rows = [[clean[0, 0]] + [corrupt(clean, name, sev, np.random.default_rng([0, sev]))[0, 0]
+                         for sev in range(1, 6)] for name in ALL_CORRUPTIONS]
+grid = np.array(rows)                                              # (11, 6, 28, 28)
+print("saved", plot_image_grid(grid, FIGURES / "06_corruptions.png",
+                               row_labels=list(ALL_CORRUPTIONS),
                                col_labels=["clean"] + [f"severity {s}" for s in range(1, 6)],
                                title="the corruptions of minibnn.data.corruptions"))
-assert grid.shape == (len(CORRUPTIONS), 6, 28, 28) and 0 <= grid.min() and grid.max() <= 1
+assert grid.shape == (len(ALL_CORRUPTIONS), 6, 28, 28) and 0 <= grid.min() and grid.max() <= 1
 
 # %%
 models = {name: load_model(r.out_dir)[0] for name, r in runs.items()}
