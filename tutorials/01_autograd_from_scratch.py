@@ -4,8 +4,8 @@
 # **Goal.** See how minibnn computes gradients: a `Tensor` records the `Function` that made it, and
 # `backward()` walks that record in reverse, calling each function's hand-written backward on
 # plain NumPy arrays. We check every gradient against finite differences, then train a tiny
-# network with it. **Prerequisites.** NumPy, the chain rule. **Runtime.** About 5 seconds on a
-# laptop CPU (the same with `MINIBNN_FAST=1`: nothing here needs shrinking).
+# network with it. **Prerequisites.** NumPy, the chain rule. **Runtime.** About 3 seconds of CPU
+# time (the same with `MINIBNN_FAST=1`: nothing here needs shrinking).
 
 # %%
 import numpy as np

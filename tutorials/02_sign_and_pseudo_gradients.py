@@ -6,7 +6,7 @@
 # ApproxSign, IR-Net's EDE with its t/k schedule) replace it; each section checks the
 # library's numbers against the closed forms and the verified tables of docs/methods.md §1.
 # Prerequisites: tutorial 01 (Tensor, Function, backward) or any autograd; NumPy.
-# Runtime: about two seconds on a laptop CPU (one matplotlib figure: shown inline in a notebook,
+# Runtime: about 3 seconds of CPU time, fast mode or not (one figure: shown inline in a notebook,
 # saved as figures/02_pseudo_gradients.png beside the script, or under $MINIBNN_FIGURES).
 
 # %%

@@ -5,7 +5,8 @@
 # correction, a kernel ladder from a float reference to the fast Numba kernel, and the fused
 # output stages that hand packed bits to the next layer. Prerequisites: NumPy, and what a
 # binary conv computes (tutorial 03, or just "conv of sign(x) with sign(w)"). Runtime: about
-# 30 s on a laptop CPU including JIT compilation (about 15 s with MINIBNN_FAST=1).
+# 3 s of CPU time once Numba has compiled and cached its kernels (the first run also compiles,
+# about 10 s more); about 2 s with MINIBNN_FAST=1.
 
 # %%
 import os

@@ -6,8 +6,8 @@
 # how batch norm and the weight scale fold into each layer's output stage, at the size report,
 # at a timing, and at the file round trip the `minibnn export` / `minibnn eval --packed`
 # commands use. Prerequisites: tutorial 03 (training a BNN) and tutorial 04 (XOR-popcount,
-# packing, the kernels' output stages). Runtime: about 2 minutes on a laptop CPU, under a
-# minute with MINIBNN_FAST=1 (what the test suite uses).
+# packing, the kernels' output stages). Runtime: about 1.5 minutes of CPU time (seed 0), about
+# 10 s with MINIBNN_FAST=1 (what the test suite uses).
 
 # %%
 import os

@@ -7,9 +7,9 @@
 # code's one-step estimate is off by a data-dependent factor between 0 and C^(1/4), and what the
 # term does in training and under
 # corrupted inputs. **Prerequisites.** Tutorials 2-3 (binarization, training).
-# **Runtime.** Three modes. `MINIBNN_FAST=1`: about 50 s (width 0.25, one epoch on 1,000
-# images, 3 corruptions). Default, seed 0: width 0.25, 2 epochs on 4,000 images, all 11
-# corruptions on 500 validation images (time in tutorials/README.md). `MINIBNN_FULL=1`: the
+# **Runtime.** Three modes. `MINIBNN_FAST=1`: about 30 s of CPU time (width 0.25, one epoch
+# on 1,000 images, 3 corruptions). Default, seed 0: about 2.3 minutes of CPU time (width 0.25,
+# 2 epochs on 4,000 images, all 11 corruptions on 500 validation images). `MINIBNN_FULL=1`: the
 # protocol of docs/lcr.md for seed 0 (width 0.5, 4 epochs on all 8,000 images; not timed here).
 
 # %%

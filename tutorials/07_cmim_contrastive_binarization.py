@@ -7,13 +7,13 @@
 # minibnn: the *paper* form (which activations the paper contrasts: a BNN's binary activations
 # against its own pre-sign ones; the estimator is our reconstruction, see 3b) and the *official*
 # form (what the released code computes: CRD-style NCE against a real-valued teacher, with
-# memory banks). Each section checks minibnn against a
-# closed form, then we train a binary CNN three ways and plot the curves.
+# memory banks). Each section checks minibnn against a closed form, then we train a binary CNN
+# three ways and plot the curves.
 # **Prerequisites.** Tutorials 2-3 (sign and its pseudo-gradients, training a BNN).
-# **Runtime.** Three modes. `MINIBNN_FAST=1`: about 45 s (a synthetic set). Default, seed 0:
-# the CNN at width 0.5, 2 epochs on 2,000 MNIST images per arm (time in tutorials/README.md).
-# `MINIBNN_FULL=1`: seed 0 of docs/cmim.md's protocol (width 1, 4 epochs on 4,000 images; not
-# timed here). Numbers printed below depend on the run; the text never quotes them.
+# **Runtime.** Three modes. `MINIBNN_FAST=1`: about 30 s of CPU time (a synthetic set). Default,
+# seed 0: about 2.3 minutes of CPU time (the CNN at width 0.5, 2 epochs on 2,000 MNIST images per
+# arm). `MINIBNN_FULL=1`: seed 0 of docs/cmim.md's protocol (width 1, 4 epochs on 4,000 images;
+# not timed here). Numbers printed below depend on the run; the text never quotes them.
 
 # %%
 import math

@@ -5,12 +5,12 @@
 # learning, then by calibrating the BNN's output distribution to a self-supervised real-valued
 # teacher (S2-BNN, Shen et al., CVPR 2021, arXiv:2102.08946), and score them all by linear
 # evaluation. **Prerequisites.** Tutorial 3 (training a binary network); knowing what ReActNet's
-# RSign/RPReLU blocks are helps (tutorial 10). **Runtime.** Three modes. `MINIBNN_FAST=1`:
-# about 30 s, one epoch on a tiny synthetic set, so its numbers only show that the pipeline runs,
-# not which variant is better. Default, seed 0: 512 MNIST images, 2 epochs per step, 20 epochs
-# of linear evaluation (time in tutorials/README.md); too short to rank the variants either.
-# `MINIBNN_FULL=1`: 1,024 images, 3 epochs per step, 50 of linear evaluation, and a check that
-# distillation beats contrastive learning (not timed here).
+# RSign/RPReLU blocks are helps (tutorial 10). **Runtime.** Three modes. `MINIBNN_FAST=1`: about
+# 13 s of CPU time, one epoch on a tiny synthetic set, so its numbers only show that the pipeline
+# runs, not which variant is better. Default, seed 0: 512 MNIST images, 2 epochs per step, 20
+# epochs of linear evaluation, about 5.4 minutes of CPU time; too short to rank the variants
+# either. `MINIBNN_FULL=1`: 1,024 images, 3 epochs per step, 50 of linear evaluation, and a check
+# that distillation beats contrastive learning (not timed here).
 
 # %%
 import math

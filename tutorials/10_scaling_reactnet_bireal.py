@@ -6,7 +6,7 @@
 # K; ReActNet's learnable thresholds (RSign) and activations (RPReLU), looking at activation
 # histograms before and after; Bi-Real Net's real-valued shortcuts; and why the first and last
 # layers stay real. **Prerequisites.** Tutorial 2 (sign, pseudo-gradients); read it before
-# tutorial 3. **Runtime.** About 10 seconds on a laptop CPU (the same with `MINIBNN_FAST=1`).
+# tutorial 3. **Runtime.** About 5 seconds of CPU time (the same with `MINIBNN_FAST=1`).
 
 # %%
 import itertools

@@ -6,8 +6,8 @@
 # it to [−1, 1] changes; measure the flip ratio over training; and train the default CNN with
 # **Bop** (Helwegen et al., "Latent Weights Do Not Exist", arXiv:1906.02107), an optimizer
 # with no latent weights at all, against Adam. **Prerequisites.** Tutorials 2 and 3.
-# **Runtime.** About 3 minutes on a 2-core CPU (seed 0: one epoch on all 8,000 training
-# images per optimizer); about 40 s with `MINIBNN_FAST=1` (1,500 images).
+# **Runtime.** About 2 minutes of CPU time (seed 0: one epoch on all 8,000 training images
+# per optimizer); about 40 s of CPU time with `MINIBNN_FAST=1` (1,500 images).
 
 # %%
 import os
