@@ -40,10 +40,10 @@ if FAST:
     DATA = dict(dataset="synthetic", limit_train=128, batch_size=64, queue=128, knn_bank=128)
     WIDTH, TEACHER_WIDTH, EPOCHS, TEACHER_EPOCHS, LINCLS_EPOCHS = 0.125, 0.125, 1, 1, 5
 else:
-    DATA = dict(dataset="mnist-t10k", limit_train=1024 if FULL else 512, batch_size=64,
+    DATA = dict(dataset="mnist-t10k", limit_train=1024 if FULL else 384, batch_size=64,
                 queue=512, knn_bank=1000, crop_min=0.5, flip=0.0)   # 28-px digits: milder crops, no mirrors
     WIDTH, TEACHER_WIDTH, EPOCHS, TEACHER_EPOCHS, LINCLS_EPOCHS = ((0.25, 0.5, 3, 6, 50) if FULL
-                                                                   else (0.25, 0.5, 2, 4, 20))
+                                                                   else (0.25, 0.5, 2, 3, 10))
 train_set, val_set = load_dataset(DATA["dataset"])
 
 # %% [markdown]
