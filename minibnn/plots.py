@@ -1,32 +1,70 @@
-"""All of minibnn's figures. matplotlib is imported here only, lazily, with the Agg backend."""
+"""All of minibnn's figures. matplotlib is imported here only, lazily.
+
+Where a figure goes (`save_figure`, used by every plot_* function and by the tutorials):
+- it is written as a PNG to the path given; tutorials take that path from `figure_dir()`, which
+  is `$MINIBNN_FIGURES` when set (the test suite sets it to a temporary folder, so tests never
+  write into the source tree), else `figures/` beside the running script (or the working folder);
+- inside a Jupyter kernel it is also shown inline (an image/png output of the cell).
+Outside a kernel pyplot runs on the Agg backend, so no window ever opens.
+"""
 
 from __future__ import annotations
 
+import io
+import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
 from .npzio import atomic_write
 
-__all__ = ["plot_history", "plot_curves", "save_figure"]
+__all__ = ["plot_history", "plot_curves", "save_figure", "figure_dir", "in_notebook", "pyplot"]
 
 
-def _pyplot():
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython with a kernel app), where figures display inline."""
+    ipython = sys.modules.get("IPython")          # never imported here: only if already running
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def pyplot():
+    """matplotlib.pyplot; on the Agg backend unless a Jupyter kernel chose its own (inline)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if not in_notebook():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
+
+def figure_dir() -> Path:
+    """$MINIBNN_FIGURES if set, else figures/ beside the running script, else ./figures."""
+    if os.environ.get("MINIBNN_FIGURES"):
+        return Path(os.environ["MINIBNN_FIGURES"])
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script and not in_notebook():
+        return Path(script).resolve().parent / "figures"
+    return Path.cwd() / "figures"
+
+
 def save_figure(fig, path: str | Path) -> Path:
-    """Write the figure atomically (temporary file, then rename): never a half-written image."""
+    """Write `fig` as a PNG to `path` atomically (folders created; a temporary file, then a
+    rename: never a half-written image), show it inline in a Jupyter kernel, close it, and
+    return the path."""
     path = Path(path)
-    fmt = path.suffix[1:].lower() or "png"
+    buffer = io.BytesIO()
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight"))
+        fig.savefig(buffer, format=path.suffix[1:].lower() or "png", dpi=110, bbox_inches="tight")
+        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+        if in_notebook():
+            from IPython.display import Image, display   # optional: present whenever a kernel runs
+
+            display(Image(data=buffer.getvalue(), format="png"))
     finally:
-        _pyplot().close(fig)
+        pyplot().close(fig)
     return path
 
 
@@ -39,7 +77,7 @@ def plot_history(history: list[dict], out: str | Path, title: str = "") -> Path:
     """Loss terms, accuracy, learning rate (and EDE t) and flip ratio against the epoch."""
     if not history:
         raise ValueError("the history is empty: no epoch has finished yet")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     keys = list(dict.fromkeys(k for row in history for k in row))
     loss_keys = [k for k in keys if k.startswith(("train_", "val_")) and not k.endswith("accuracy")]
@@ -76,7 +114,7 @@ def _positive(history: list[dict], keys: list[str]) -> bool:
 def plot_curves(curves: dict[str, Sequence[float]], out: str | Path, title: str = "",
                 xlabel: str = "epoch", ylabel: str = "") -> Path:
     """One line per named series (e.g. a binary net and its real twin), against 1, 2, 3, ..."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, marker=".", label=name)
@@ -99,7 +137,7 @@ def plot_lcr_estimates(history: list[dict], out: str | Path, title: str = "") ->
     if not pairs:
         raise ValueError("the history has no LCR estimates (lcr_pair*_sigma_bin): "
                          "was it trained with --method lcr?")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(pairs) + 1, figsize=(3.6 * (len(pairs) + 1), 3.4))
     for ax, i in zip(axes, pairs):
         for side, color, label in (("bin", "tab:blue", "binary"), ("ref", "tab:orange", "reference")):
@@ -133,7 +171,7 @@ def plot_robustness(table, out: str | Path, baseline=None, title: str = "") -> P
     corruptions, severities, clean_accuracy, accuracy (C, S))."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     panels = [(table.name, 100 * np.asarray(table.accuracy), "viridis", (0, 100))]
     if baseline is not None:
         diff = 100 * (np.asarray(table.accuracy) - np.asarray(baseline.accuracy))
@@ -170,7 +208,7 @@ def plot_distributions(distributions: dict[str, Sequence[float]], out: str | Pat
     over the embedding dimensions), sorted by the first vector so the shapes can be compared."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     names = list(distributions)
     order = np.argsort(-np.asarray(distributions[names[0]]))
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -192,7 +230,7 @@ def plot_bars(values: dict[str, Sequence[float]], out: str | Path, title: str = 
     label has several values (seeds) and each value as a dot."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(values)
     means = [float(np.mean(values[k])) for k in labels]
     errs = [float(np.std(values[k], ddof=1)) if len(values[k]) > 1 else 0.0 for k in labels]
@@ -220,7 +258,7 @@ def plot_cmim_runs(histories: dict[str, list], out: str | Path, title: str = "")
     """CMIM runs side by side: validation accuracy per run (left) and each run's contrastive
     terms (right: cmim_bnn_anchor / cmim_fp_anchor of the official form, infonce of the paper
     form), against the epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (acc, terms) = plt.subplots(1, 2, figsize=(11, 4))
     for name, history in histories.items():
         line, = acc.plot(*_series(history, "val_accuracy"), marker=".", label=name)
@@ -237,6 +275,36 @@ def plot_cmim_runs(histories: dict[str, list], out: str | Path, title: str = "")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+# ------------------------------------------------------------------------------- image grids
+__all__ += ["plot_image_grid"]
+
+
+def plot_image_grid(images, out: str | Path, row_labels: Sequence[str] = (),
+                    col_labels: Sequence[str] = (), title: str = "") -> Path:
+    """A grid of images (R, C, H, W) or (R, C, 3, H, W) in [0, 1] (e.g. one image per
+    corruption and severity), with optional row and column labels."""
+    import numpy as np
+
+    images = np.asarray(images)
+    if images.ndim not in (4, 5):
+        raise ValueError(f"plot_image_grid: expected images (R, C, H, W) or (R, C, 3, H, W), "
+                         f"got shape {images.shape}")
+    rows, cols = images.shape[:2]
+    plt = pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 1.2, 1.1 * rows + 0.6), squeeze=False)
+    for (r, c), ax in np.ndenumerate(axes):
+        img = images[r, c]
+        ax.imshow(np.moveaxis(img, 0, -1) if img.ndim == 3 else img, cmap="gray", vmin=0, vmax=1)
+        ax.set(xticks=[], yticks=[])
+        if c == 0 and r < len(row_labels):
+            ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+        if r == 0 and c < len(col_labels):
+            ax.set_title(col_labels[c], fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, out)

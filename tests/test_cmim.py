@@ -1,4 +1,4 @@
-"""CMIM: the test vectors of methods.md §5, gradchecks, torch parity, state objects, the recipe."""
+"""CMIM: the test vectors of docs/methods.md §5, gradchecks, torch parity, state objects, the recipe."""
 
 import argparse
 import json
@@ -37,7 +37,7 @@ def official_setup(rng, b=6, d=8, k=5, n_noise=7, m=40, dtype=np.float64):
 def test_nce_loss_on_uniform_scores_matches_the_closed_form(n_noise, n_data, expected):
     x = Tensor(np.full((2, n_noise + 1), 1.0 / n_data))                 # float64
     loss = cmim.nce_loss(x, n_noise, n_data).item()
-    assert loss == pytest.approx(expected, abs=5e-7)                   # methods.md §5 (eps = 1e-7)
+    assert loss == pytest.approx(expected, abs=5e-7)                   # docs/methods.md §5 (eps = 1e-7)
     assert loss == pytest.approx(cmim.nce_uniform_value(n_noise, n_data), rel=1e-11)
     # without eps it is exactly log(N+1) + N log(1 + 1/N); eps adds about M * eps
     no_eps = cmim.nce_loss(x, n_noise, n_data, eps=0.0).item()

@@ -51,7 +51,7 @@ def test_committed_set_covers_every_family():
 
 def test_worked_example_reproduces_the_published_number():
     case = golden.load_case(COMMITTED, "lcr.worked_example")
-    np.testing.assert_allclose(case.expected["sigma"], [1.2613447], rtol=1e-7)   # methods.md §5
+    np.testing.assert_allclose(case.expected["sigma"], [1.2613447], rtol=1e-7)   # docs/methods.md §5
 
 
 # ------------------------------------------------------------------- every case

@@ -1,4 +1,4 @@
-"""LCR-BNN: the test vectors of methods.md §5, scipy and PyTorch oracles, gradchecks, the recipe."""
+"""LCR-BNN: the test vectors of docs/methods.md §5, scipy and PyTorch oracles, gradchecks, the recipe."""
 
 import numpy as np
 import pytest
@@ -162,7 +162,7 @@ def test_exact_gradient_is_u_v_transpose(rng):
 def test_official_variant_matches_a_torch_transcription_value_and_gradient(rng):
     torch = pytest.importorskip("torch")
 
-    def torch_lcr(feats_b, feats_f, gamma):                 # the formulas of methods.md §2.1
+    def torch_lcr(feats_b, feats_f, gamma):                 # the formulas of docs/methods.md §2.1
         feats_b = [f * gamma[i] for i, f in enumerate(feats_b)]
         total, n = 0.0, len(feats_b)
         for i in range(n - 1):

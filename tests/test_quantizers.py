@@ -1,5 +1,5 @@
 """Quantizers: sign(0) = +1, each pseudo-gradient against its closed form and the verified tables
-of methods.md section 1, the registries, and the weight binarizers on their own."""
+of docs/methods.md section 1, the registries, and the weight binarizers on their own."""
 
 import numpy as np
 import pytest
@@ -63,7 +63,7 @@ def test_ste_pseudo_gradient_multiplies_the_upstream_gradient(rng):
 
 
 def test_approx_sign_matches_the_verified_table():
-    # methods.md 1.2: x = [-1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5]
+    # docs/methods.md 1.2: x = [-1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5]
     x = np.array([-1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5], np.float32)
     np.testing.assert_array_equal(grad_of(approx_sign, x), [0, 0, 1, 1.5, 2, 1.5, 1, 0, 0])
 
@@ -74,7 +74,7 @@ def test_approx_sign_equals_the_piecewise_closed_form_bit_for_bit(rng):
     np.testing.assert_array_equal(grad_of(approx_sign, x), piecewise.astype(np.float32))
 
 
-EDE_TABLE = {  # methods.md 1.1, x = [-2, -0.5, 0, 0.5, 2], values rounded as printed there
+EDE_TABLE = {  # docs/methods.md 1.1, x = [-2, -0.5, 0, 0.5, 2], values rounded as printed there
     (1e-3, 1000): [1, 1, 1, 1, 1],
     (0.1, 10): [0.9610, 0.9975, 1, 0.9975, 0.9610],
     (1, 1): [0.0707, 0.7864, 1, 0.7864, 0.0707],
@@ -200,7 +200,7 @@ def test_irnet_standardises_with_the_unbiased_std(shape, rng):
 
 @pytest.mark.parametrize("shape", [(64, 64, 3, 3), (16, 8, 3, 3)])
 def test_irnet_scale_is_one_for_gaussian_weights(shape, rng):
-    w = rng.normal(size=shape).astype(np.float32)                 # methods.md 1.1 [verified]
+    w = rng.normal(size=shape).astype(np.float32)                 # docs/methods.md 1.1 [verified]
     q = IRNetWeight()
     out = q(Tensor(w)).data
     np.testing.assert_array_equal(np.abs(out), 1.0)

@@ -1,5 +1,5 @@
 """S2-BNN: the distribution loss, MoCo v2 (InfoNCE, queue, momentum encoder), the ReActNet student's
-binarizers, two-step training, linear evaluation, and the errors for bad input (methods.md §5)."""
+binarizers, two-step training, linear evaluation, and the errors for bad input (docs/methods.md §5)."""
 
 import json
 import math

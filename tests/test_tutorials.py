@@ -1,4 +1,5 @@
-"""Every tutorial runs top to bottom, in fast mode, and its closing asserts hold.
+"""Every tutorial runs top to bottom, in fast mode, and its closing asserts hold; so does every
+file of exercise solutions (tutorials/solutions/), whose asserts are the exercises' checks.
 
 Each tutorial is a py:percent script (it also opens as a notebook with jupytext); it reads
 MINIBNN_FAST=1 to shrink its training runs. Tutorials that need PyTorch skip without it.
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("[0-9][0-9]_*.py"))
+ROOT = Path(__file__).resolve().parents[1] / "tutorials"
+TUTORIALS = sorted(ROOT.glob("[0-9][0-9]_*.py"))
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_solutions.py"))
 NEEDS_TORCH = {"09_verify_a_pytorch_port.py"}
 
 
@@ -19,7 +22,13 @@ def test_there_are_tutorials():
     assert TUTORIALS, "no tutorials found"
 
 
-@pytest.mark.parametrize("script", TUTORIALS, ids=lambda p: p.name)
+def test_every_tutorial_has_exercises_with_solutions():
+    lacking = [t.name for t in TUTORIALS if "## Exercises" not in t.read_text()
+               or not (ROOT / "solutions" / f"{t.name[:2]}_solutions.py").exists()]
+    assert lacking in ([], ["09_verify_a_pytorch_port.py"]), f"no exercises or solutions: {lacking}"
+
+
+@pytest.mark.parametrize("script", TUTORIALS + SOLUTIONS, ids=lambda p: p.name)
 def test_tutorial_runs_in_fast_mode(script, tmp_path):
     if script.name in NEEDS_TORCH:
         pytest.importorskip("torch")

@@ -4,19 +4,17 @@
 # Goal: see why a binary network cannot be trained with the true gradient of `sign`, and how
 # the three pseudo-gradients minibnn implements (the straight-through estimator of BNN, Bi-Real's
 # ApproxSign, IR-Net's EDE with its t/k schedule) replace it; each section checks the
-# library's numbers against the closed forms and the verified tables of methods.md §1.
+# library's numbers against the closed forms and the verified tables of docs/methods.md §1.
 # Prerequisites: tutorial 01 (Tensor, Function, backward) or any autograd; NumPy.
-# Runtime: about two seconds on a laptop CPU (one matplotlib figure, saved next to this file
-# as figures/02_pseudo_gradients.png).
+# Runtime: about 3 seconds of CPU time, fast mode or not (one figure: shown inline in a notebook,
+# saved as figures/02_pseudo_gradients.png beside the script, or under $MINIBNN_FIGURES).
 
 # %%
-from pathlib import Path
-
 import numpy as np
 
 from minibnn import Tensor
 from minibnn.nn.binary import BinaryConv2d, set_ede
-from minibnn.plots import save_figure
+from minibnn.plots import figure_dir, pyplot, save_figure
 from minibnn.quantizers import approx_sign, ede_sign, make_quantizer, sign, ste_sign
 
 
@@ -104,7 +102,7 @@ assert np.array_equal(grad(lambda t: ste_sign(t, clip=np.inf), x), np.ones_like(
 # Bi-Real Net (arXiv:1808.00278), also ReActNet's and S2-BNN's activation, differentiates a
 # piecewise quadratic that hugs sign more closely than hardtanh does:
 # F(x) = 2x + x² on [−1, 0), 2x − x² on [0, 1), ±1 outside, so F'(x) = 2 + 2x, 2 − 2x, 0.
-# The table below is the one methods.md §1.2 verified against the official code (0 at x = −1).
+# The table below is the one docs/methods.md §1.2 verified against the official code (0 at x = −1).
 
 # %%
 x = np.array([-1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5])
@@ -141,10 +139,10 @@ for e in (0, 25, 50, 75, 99):
     t, k = ede_tk(e, E, T_MIN, T_MAX)
     print(f"epoch {e:2d}: t = {t:8.4f}  k = {k:8.3f}  k*t = {k * t:.3f}")
 assert np.allclose([ede_tk(e, E, T_MIN, T_MAX)[0] for e in (0, 25, 50, 99)],
-                   [1e-3, 0.01, 0.1, 9.120], rtol=1e-3)            # methods.md §1.1 [verified]
+                   [1e-3, 0.01, 0.1, 9.120], rtol=1e-3)            # docs/methods.md §1.1 [verified]
 
 # %% [markdown]
-# The gradient at x = [−2, −0.5, 0, 0.5, 2] for four (t, k) pairs, against the table methods.md
+# The gradient at x = [−2, −0.5, 0, 0.5, 2] for four (t, k) pairs, against the table docs/methods.md
 # §1.1 verified on the official `BinaryQuantize`:
 
 # %%
@@ -164,11 +162,7 @@ for (t, k), expected in table.items():
 # autograd, not from the formulas).
 
 # %%
-import matplotlib                                 # noqa: E402 (lazy: only this cell plots)
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt                   # noqa: E402
-
+plt = pyplot()                                    # Agg as a script, inline in a notebook
 grid = np.linspace(-2, 2, 801)
 epochs = (0, 60, 75, 90, 99)
 fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), sharex=True)
@@ -199,7 +193,7 @@ axes[0, 0].set_ylabel("forward")
 axes[1, 0].set_ylabel("pseudo-gradient dy/dx")
 fig.suptitle("sign(x) forward, and the gradient each estimator uses in its place")
 fig.tight_layout()
-out = save_figure(fig, Path(__file__).resolve().parent / "figures" / "02_pseudo_gradients.png")
+out = save_figure(fig, figure_dir() / "02_pseudo_gradients.png")
 print(f"saved {out}")
 assert out.stat().st_size > 10_000
 
@@ -224,3 +218,17 @@ try:
     make_quantizer("tanh")
 except ValueError as err:
     print("make_quantizer('tanh') ->", err)
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/02_solutions.py` (it runs every check below).
+# 1. **Your own estimator.** Write a `Function` `SignTanh` whose forward is sign (sign(0) = +1)
+#    and whose backward is dy·(1 − tanh²(x)). Check: its gradient on `np.linspace(-3, 3, 61)`
+#    equals that of `ede_sign(x, 1.0, 1.0)`.
+# 2. **When does EDE stop passing gradient?** With the LCR schedule (t from 1e−3 to 10 over
+#    E = 100 epochs), at which epoch does the EDE gradient at x = 0.5 first drop below 0.5?
+#    Predict roughly from the picture of section 6, then compute it with `ede_tk`. Check: epoch
+#    88 (and the gradient is not monotone before it: k switches from 1/t to 1 where t crosses 1).
+# 3. **Where sign(0) matters.** A dot product of K values in {−1, +1} has the parity of K. Run a
+#    `BinaryConv2d(c, 4, 3, weight_quantizer="sign")` on random inputs with c = 1 (K = 9) and
+#    c = 2 (K = 18) and count exact zeros in the output. Check: none for K = 9, some for K = 18.

@@ -5,7 +5,8 @@
 # correction, a kernel ladder from a float reference to the fast Numba kernel, and the fused
 # output stages that hand packed bits to the next layer. Prerequisites: NumPy, and what a
 # binary conv computes (tutorial 03, or just "conv of sign(x) with sign(w)"). Runtime: about
-# 10 s on a laptop CPU including JIT compilation (a few seconds with MINIBNN_FAST=1).
+# 3 s of CPU time once Numba has compiled and cached its kernels (the first run also compiles,
+# about 10 s more); about 2 s with MINIBNN_FAST=1.
 
 # %%
 import os
@@ -15,6 +16,7 @@ import numba
 import numpy as np
 
 from minibnn.engine import bitpack, kernels, kernels_conv
+from minibnn.plots import figure_dir, pyplot, save_figure
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
 rng = np.random.default_rng(0)
@@ -96,8 +98,44 @@ assert (kernels_conv.binary_conv2d(bitpack.pack_nhwc(xs), bitpack.pack_nhwc(ws),
         == exact).all()
 
 # %% [markdown]
+# ## 4b. The three pictures
+# Left: K = 70 signs packed into two 64-bit words (dark = bit 1 = −1; grey = the tail bits that
+# stay 0). Middle: two 16-element vectors as bits, their XOR and the popcount that gives the dot
+# product. Right: the output pixels of the 5x5 conv above, coloured by their border class
+# (row class, column class): the 9 classes of a 3x3 kernel with padding 1, each with its own
+# correction; the interior class needs none.
+
+# %%
+plt = pyplot()
+fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(14, 3.6), gridspec_kw=dict(width_ratios=[2.2, 1.4, 1]))
+x70 = random_pm1(70)
+bitgrid = np.full((2, 64), 0.5)                                  # 0.5 = unused tail bit
+bitgrid.ravel()[:70] = (x70 < 0)
+ax0.imshow(bitgrid, cmap="Greys", vmin=0, vmax=1, aspect=6)
+ax0.set(yticks=[0, 1], yticklabels=["word 0", "word 1"], xlabel="bit b of the word (element 64w + b)",
+        title="bit packing, K = 70 (bit 1 means −1)")
+a16, b16 = random_pm1(16), random_pm1(16)
+rows = np.stack([a16 < 0, b16 < 0, (a16 < 0) ^ (b16 < 0)]).astype(float)
+ax1.imshow(rows, cmap="Greys", vmin=0, vmax=1.6)
+for (r, col), v in np.ndenumerate(rows):
+    ax1.text(col, r, int(v), ha="center", va="center", fontsize=7, color="tab:red" if r == 2 and v else "k")
+popcount = int(rows[2].sum())
+ax1.set(yticks=[0, 1, 2], yticklabels=["a", "b", "a XOR b"], xticks=[],
+        title=f"a·b = 16 − 2·{popcount} = {16 - 2 * popcount:.0f}")
+assert a16 @ b16 == 16 - 2 * popcount
+classes = row_cls[:, None] * (col_cls.max() + 1) + col_cls[None, :]
+ax2.imshow(classes, cmap="tab10")
+for (r, col), v in np.ndenumerate(classes):
+    ax2.text(col, r, f"{row_cls[r]},{col_cls[col]}", ha="center", va="center", fontsize=8)
+ax2.set(xticks=[], yticks=[], title="border classes (row, column), 5x5 output")
+fig.tight_layout()
+print("saved", save_figure(fig, figure_dir() / "04_bits_xor_borders.png"))
+assert len(np.unique(classes)) == 9
+
+# %% [markdown]
 # ## 5. A kernel ladder: reference -> naive njit -> fast
-# Three implementations of one 3x3, stride 1, pad 1 layer, all of them exact:
+# Four implementations of one 3x3, stride 1, pad 1 layer (three kernels, the last on one
+# thread and on all), all of them exact:
 # 1. `binary_conv2d_reference`: a float conv in NumPy (einsum over sliding windows);
 # 2. `binary_conv2d_naive`: Numba loops over pixels, channels and taps, one popcount per word,
 #    skipping outside taps (no padding trick);
@@ -174,3 +212,16 @@ assert (y_bits == bitpack.pack_bits(y)).all()                   # ready for the 
 # %%
 print(f"fast (1 thread) vs naive: {seconds['naive njit'] / seconds['fast, 1 thread']:.1f}x")
 assert (bitpack.unpack_bits(y_bits, c) == np.where(y < 0, -1.0, 1.0)).all()
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/04_solutions.py` (it runs every check below).
+# 1. **Popcount by hand.** Write `dot_from_words(wa, wb, k)` that takes two packed rows (uint64
+#    arrays from `bitpack.pack_bits`) and returns a·b using only `^` and a popcount
+#    (`bin(int(w)).count("1")`). Check: equal to `a @ b` for K = 1, 63, 64, 65 and 200.
+# 2. **Why the tail bits must be zero.** Set one tail bit of a packed K = 70 row to 1 in only
+#    one operand and call `kernels.xnor_gemm` on it. Check: the result is off by exactly 2 from
+#    the float dot product (one extra "differing" position).
+# 3. **Count the border classes.** For a 3x3 kernel with padding 1 and stride 1, how many
+#    distinct (row class, column class) pairs does a 1x1, a 2x2 and a 9x9 image have? Predict,
+#    then check with `kernels_conv.border_table` (expected 1, 4 and 9).

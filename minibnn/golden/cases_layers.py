@@ -1,5 +1,5 @@
 """Golden cases of the building blocks: quantizers, weight binarizers, binary layers, batch
-norm and conv2d (methods.md §1)."""
+norm and conv2d (docs/methods.md §1)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Golden cases of the three methods: the LCR-BNN loss (official and exact power iteration),
 the CMIM losses (official NCE with memory banks, paper InfoNCE), and the S2-BNN distribution
-loss and MoCo InfoNCE (methods.md §2-§5)."""
+loss and MoCo InfoNCE (docs/methods.md §2-§5)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ register(name="lcr.worked_example", reference="minibnn.methods.lcr.spectral_norm
       make=lambda rng: ({"f_i": np.array([[[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]]]),
                          "f_next": np.array([1.0, -1.0, 0.5]).reshape(1, 3, 1, 1)}, {}),
       outputs=("sigma",), grads=("f_i", "f_next"), intermediates=("rm", "k"),
-      description="methods.md section 5, LCR vector 4: f_i one sample with 2 channels 2x2, "
+      description="docs/methods.md section 5, LCR vector 4: f_i one sample with 2 channels 2x2, "
                   "f_next 3 channels 1x1 -> pooled f_i = (0.5, 0.5), RM = [[0.5, -0.5, 0.25]] * 2 rows, "
                   "K = 0.5625 * 11^T, sigma = (1.125 sqrt 2)^(1/2) = 1.2613447 (official).",
       conventions=("rm (1, 2, 3) and k (1, 2, 2) are intermediates.",))

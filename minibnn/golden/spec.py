@@ -108,7 +108,7 @@ def unit_rows(rng, shape) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-# exact zeros (both signs), the clip edges +-1 and ApproxSign's table (methods.md §1.2)
+# exact zeros (both signs), the clip edges +-1 and ApproxSign's table (docs/methods.md §1.2)
 SPECIAL = np.array([-2.0, -1.5, -1.0, -0.5, -0.25, -0.0, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0])
 
 

@@ -1,11 +1,12 @@
 """CMIM (arXiv:2207.02970): contrastive mutual information between binary and real features.
 
-Two forms, named because they give different numbers (methods.md §3.3):
+Two forms, named because they give different numbers (docs/methods.md §3.3):
   official  what the released code computes: CRD-style NCE (arXiv:1910.10699) between the BNN's
             penultimate feature and a separate real-valued teacher's, two memory banks,
             label-aware negatives, a normaliser Z fixed at the first call, both anchor directions.
-  paper     what the paper describes: InfoNCE between the binary activations sign(a) of the
-            BNN and its own latent real activations a (pre-sign), at several layers.
+  paper     reconstructed from the paper's description (not transcribed from its equations):
+            the pairs it contrasts, the binary activations sign(a) of the BNN against its own
+            latent real activations a (pre-sign) at several layers, scored with InfoNCE.
 Functions of Tensors plus the small explicit state objects of cmim_state.py (MemoryBank,
 NegativeSampler, Normaliser, FeatureQueue; re-exported here). No model classes, no training loop.
 """
@@ -111,7 +112,7 @@ def nce_loss(scores: Tensor, n_noise: int, n_data: int, eps: float = 1e-7) -> Te
 
     l > 0 for positive x. With every x = 1/M it equals log(N+1) + N log(1 + 1/N) up to eps.
     Reference: Tian et al., "Contrastive Representation Distillation", arXiv:1910.10699
-    (ContrastLoss); CMIM arXiv:2207.02970 uses it unchanged (methods.md §3.1).
+    (ContrastLoss); CMIM arXiv:2207.02970 uses it unchanged (docs/methods.md §3.1).
     """
     if scores.ndim != 2 or scores.shape[1] != n_noise + 1:
         raise ValueError(f"nce_loss: expected scores (B, {n_noise + 1}) = (B, n_noise + 1), "
@@ -126,7 +127,7 @@ def nce_loss(scores: Tensor, n_noise: int, n_data: int, eps: float = 1e-7) -> Te
 
 
 def nce_uniform_value(n_noise: int, n_data: int, eps: float = 1e-7) -> float:
-    """nce_loss on x = 1/M everywhere, in float64 (methods.md §5 CMIM 2)."""
+    """nce_loss on x = 1/M everywhere, in float64 (docs/methods.md §5 CMIM 2)."""
     c, x = n_noise / n_data, 1.0 / n_data
     return float(-np.log(x / (x + c + eps)) - n_noise * np.log(c / (x + c + eps)))
 
@@ -150,7 +151,7 @@ def official_loss(e_bnn: Tensor, e_fp: Tensor, idx: Any, sample_idx: Any,
     sample_idx (B, N+1) from NegativeSampler (column 0 = idx). Memory rows are detached, so
     e_B gets gradient only through l(u); l(w) trains nothing but a trainable FP head.
     Reference: Shang et al., "Network Binarization via Contrastive Learning", ECCV 2022,
-    arXiv:2207.02970, official code (methods.md §3.1).
+    arXiv:2207.02970, official code (docs/methods.md §3.1).
     Differences from the paper: this is the code's CRD distillation from a separate real
     network's final feature (one pair), not InfoNCE between a BNN's own binary and latent
     activations at three layers; see `paper_loss` for that form.
@@ -239,7 +240,7 @@ def paper_loss(z_binary: Sequence[Tensor], z_latent: Sequence[Tensor], tau: floa
     Returns the list of per-layer losses (the recipe averages them).
     Reference: Shang et al., ECCV 2022, arXiv:2207.02970 (abstract and README figure: MI between
     the binary and latent real activations of the same BNN, "three pairs").
-    Differences from the paper: the paper's Eq. (NCE with memory, per methods.md §6 not
+    Differences from the paper: the paper's Eq. (NCE with memory, per docs/methods.md §6 not
     retrieved) is replaced by softmax InfoNCE with in-batch negatives and an optional queue;
     activations are globally average-pooled before the heads.
     """

@@ -106,7 +106,7 @@ def _head(in_features: int, out_features: int, rng, trainable: bool):
 
 
 class OfficialCMIM(Recipe):
-    """CE + alpha (l(u) + l(w)) with a frozen real-valued teacher (methods.md §3.1)."""
+    """CE + alpha (l(u) + l(w)) with a frozen real-valued teacher (docs/methods.md §3.1)."""
 
     def __init__(self, teacher, labels: np.ndarray, embedding_dim: int, options: dict | None = None,
                  seed: int = 0, cache_teacher: bool = False):

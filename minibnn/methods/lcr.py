@@ -3,7 +3,7 @@
 Functions of Tensors only (no models, no training loop): the recipe that plugs the loss into
 `minibnn train` is lcr_recipe.py. Two spectral-norm estimates are provided, the official code's
 one-step estimate (`official`) and the converged top singular value (`exact`); see
-methods.md §2 and docs/lcr.md for the paper-versus-code differences.
+docs/methods.md §2 and docs/lcr.md for the paper-versus-code differences.
 
 Reference: Shang et al., "Lipschitz Continuity Retained Binary Neural Network", ECCV 2022,
 arXiv:2207.06540; official code 42Shawn/LCR_BNN (LCR/imagenet/LCR.py).
@@ -161,7 +161,7 @@ def spectral_norm_estimate(k: Tensor, variant: str = "official", max_steps: int 
     `state` (exact only) carries the start vector between calls under `key`; with it, a small
     max_steps gives the cheap spectral-norm-regulariser estimate (a lower bound).
     Official values: sigma(I_C) = C^(1/4), sigma(c 11^T) = sqrt(c) C^(3/4) (true: sqrt(c C)).
-    Reference: official LCR.py `TopEigenvalue(K, n_power_iterations=1)`; methods.md §2.1.
+    Reference: official LCR.py `TopEigenvalue(K, n_power_iterations=1)`; docs/methods.md §2.1.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown LCR variant {variant!r}; choose one of {', '.join(VARIANTS)}")

@@ -7,7 +7,7 @@ code runs the BNN twice per step (once for the logits, once for the features), w
 updates its batch-norm statistics twice. The reference features are either a trained
 real-valued teacher's (`--lcr-reference teacher`, the official code's choice) or the BNN's own
 latent real-valued forward (`--lcr-reference latent`, the paper's description); both are
-detached. Reference: Shang et al., ECCV 2022, arXiv:2207.06540; methods.md §2.
+detached. Reference: Shang et al., ECCV 2022, arXiv:2207.06540; docs/methods.md §2.
 """
 
 from __future__ import annotations

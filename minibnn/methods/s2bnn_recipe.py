@@ -60,7 +60,7 @@ DEFAULTS = {
     "knn_k": 20,
     "weight_init": "default",    # "hardbinary": official step-2 HardBinaryConv init U[0, 1e-3)
 }
-# The official optimisation (methods.md section 4.4); TrainConfig's own defaults differ.
+# The official optimisation (docs/methods.md section 4.4); TrainConfig's own defaults differ.
 RECOMMENDED = {"optimizer": "adam", "schedule": "linear", "lr": 3e-4}
 
 

@@ -7,7 +7,7 @@
 Reference: Hubara, Courbariaux et al., "Binarized Neural Networks", arXiv:1602.02830 (MLP with
 batch norm after every layer, Hardtanh as the activation whose sign is taken).
 Differences from the paper: the first and last layers are full precision (as in most later
-BNNs and methods.md §1.3), the default is 3 hidden layers of 512 rather than 3 x 4096, and there
+BNNs and docs/methods.md §1.3), the default is 3 hidden layers of 512 rather than 3 x 4096, and there
 is no dropout. The real twin uses ReLU unless `activation` says otherwise.
 """
 

@@ -16,7 +16,7 @@ zero channels padded on both sides), "fp" (full-precision 1x1 conv stride s + BN
 
 References: He et al., "Deep Residual Learning", arXiv:1512.03385 (CIFAR ResNet-20, option A);
 Liu et al., "Bi-Real Net", arXiv:1808.00278 (a shortcut per binary conv); Qin et al., IR-Net,
-arXiv:1909.10788 (these CIFAR ResNet-18/20 in 1W1A form, methods.md §1.4).
+arXiv:1909.10788 (these CIFAR ResNet-18/20 in 1W1A form, docs/methods.md §1.4).
 Differences from the paper: channels scale with `width`; the real twin keeps the per-conv
 shortcut skeleton (with ReLU) instead of the original two-conv block. CMIM's ResNet-18 uses a
 binary 1x1 shortcut and no activation after the stem: pass shortcut="binary",

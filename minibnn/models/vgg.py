@@ -13,7 +13,7 @@ the net CPU-friendly). S/8 is floor-halved three times: 32 -> 4, 28 -> 3.
 
 Reference: VGG-small of Zhang et al. (LQ-Nets, arXiv:1807.10029) in the 1W1A form of IR-Net,
 Qin et al., "Forward and Backward Information Retention for Accurate Binary Neural Networks",
-arXiv:1909.10788 (order conv -> pool -> BN -> Hardtanh; methods.md §1.4).
+arXiv:1909.10788 (order conv -> pool -> BN -> Hardtanh; docs/methods.md §1.4).
 Differences from the paper: the width multiplier and input sizes other than 32 are ours; the
 real twin uses ReLU (the usual FP VGG-small) unless `activation="hardtanh"` is passed.
 """

@@ -211,7 +211,7 @@ def set_ede(model: Module, t: float, k: float) -> int:
     weight quantizer's `.quantizer`; a quantizer shared by several layers is counted once.
 
     Returns how many distinct quantizers were set (0 means the model uses no EDE). Training
-    calls it at the start of every epoch with the schedule of methods.md section 1.1.
+    calls it at the start of every epoch with the schedule of docs/methods.md section 1.1.
     """
     quantizers = _ede_quantizers(model)
     for q in quantizers:

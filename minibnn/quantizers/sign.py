@@ -115,7 +115,7 @@ class EDESign(Function):
         backward:  dx = dy * k * t * (1 - tanh^2(t x))          (no clipping)
 
     Training moves t from small (k t = 1: gradient ~ identity, like an unclipped STE) to large
-    (a sharp bump of height k t around 0, close to sign's true derivative); see methods.md
+    (a sharp bump of height k t around 0, close to sign's true derivative); see docs/methods.md
     section 1.1 for the t/k schedule. Reference: Qin et al. 2020, "Forward and Backward
     Information Retention for Accurate Binary Neural Networks" (IR-Net), arXiv:1909.10788.
     Differences from the official code: sign(0) = +1, not 0.

@@ -110,7 +110,7 @@ class IRNetWeight(WeightQuantizer):
     n >= 2 entries (the unbiased std of one value is undefined); a constant filter has std 0
     and gives NaN, as in the official code.
     Reference: Qin et al. 2020, "Forward and Backward Information Retention for Accurate
-    Binary Neural Networks" (IR-Net), arXiv:1909.10788; methods.md section 1.1.
+    Binary Neural Networks" (IR-Net), arXiv:1909.10788; docs/methods.md section 1.1.
     Differences from the official code: sign(0) = +1 (torch.sign(0) = 0); log2 instead of
     log(x)/log(2) for the scale's exponent (identical away from exact half-integers).
     """
