@@ -220,8 +220,9 @@ assert (bitpack.unpack_bits(y_bits, c) == np.where(y < 0, -1.0, 1.0)).all()
 #    arrays from `bitpack.pack_bits`) and returns a·b using only `^` and a popcount
 #    (`bin(int(w)).count("1")`). Check: equal to `a @ b` for K = 1, 63, 64, 65 and 200.
 # 2. **Why the tail bits must be zero.** Set one tail bit of a packed K = 70 row to 1 in only
-#    one operand and call `kernels.xnor_gemm` on it. Check: the result is off by exactly 2 from
-#    the float dot product (one extra "differing" position).
+#    one operand and call the unchecked textbook kernel `kernels.xnor_gemm_naive` on it. Check:
+#    the result is off by exactly 2 from the float dot product (one extra "differing"
+#    position). The public `kernels.xnor_gemm` refuses such input with a ValueError.
 # 3. **Count the border classes.** For a 3x3 kernel with padding 1 and stride 1, how many
 #    distinct (row class, column class) pairs does a 1x1, a 2x2 and a 9x9 image have? Predict,
 #    then check with `kernels_conv.border_table` (expected 1, 4 and 9).

@@ -26,9 +26,14 @@ print("1. dot_from_words equals a @ b for K = 1, 63, 64, 65, 200")
 a, b = random_pm1((1, 70)), random_pm1((1, 70))
 wa, wb = bitpack.pack_rows(a), bitpack.pack_rows(b)
 wa[0, 1] |= np.uint64(1) << np.uint64(70 - 64)             # first unused bit of word 1
-got = kernels.xnor_gemm(wa, wb, 70)[0, 0]
+got = kernels.xnor_gemm_naive(wa, wb, 70)[0, 0]            # the unchecked kernel
 print(f"2. with a stray tail bit: {got}, float dot: {(a @ b.T)[0, 0]:.0f}")
 assert got == (a @ b.T)[0, 0] - 2
+try:
+    kernels.xnor_gemm(wa, wb, 70)                            # the public entry point checks
+    raise AssertionError("xnor_gemm accepted a dirty tail bit")
+except ValueError as err:
+    print("   xnor_gemm refuses it:", err)
 
 # 3. Border classes of a 3x3 kernel, padding 1, stride 1: a 1x1 image has one pixel (outside
 #    taps on all sides), 2x2 has top/bottom x left/right = 4, and from 3x3 on there are
