@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from .npzio import atomic_write
+
 __all__ = ["plot_history", "plot_curves", "save_figure"]
 
 
@@ -18,9 +20,11 @@ def _pyplot():
 
 
 def save_figure(fig, path: str | Path) -> Path:
+    """Write the figure atomically (a reader never sees half a file), in the format of the
+    path's extension, and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fmt = path.suffix.lstrip(".") or "png"
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight"))
     _pyplot().close(fig)
     return path
 
@@ -233,5 +237,37 @@ def plot_cmim_runs(histories: dict[str, list], out: str | Path, title: str = "")
         if ax.lines:
             ax.legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+# ------------------------------------------------------------------------------------ sweeps
+__all__ += ["plot_seed_bands"]
+
+
+def plot_seed_bands(curves: dict[str, list], out: str | Path, title: str = "",
+                    ylabel: str = "validation accuracy") -> Path:
+    """One line per arm, the mean over its seeds against the epoch, with a band from the lowest
+    to the highest seed (no band for one seed). curves: arm -> list of per-seed value lists;
+    seeds are cut to the shortest (an unfinished run) so every point averages the same seeds."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, per_seed in curves.items():
+        length = min(len(v) for v in per_seed)
+        if length == 0:
+            continue
+        values = np.array([v[:length] for v in per_seed], float)       # (seeds, epochs)
+        epochs = np.arange(1, length + 1)
+        line, = ax.plot(epochs, values.mean(axis=0), marker=".",
+                        label=f"{name} (n = {len(per_seed)})")
+        if len(per_seed) > 1:
+            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
+                            color=line.get_color(), alpha=0.2)
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out)
