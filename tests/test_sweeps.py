@@ -91,6 +91,26 @@ def test_bad_specs_name_the_key(text, message):
     assert "\n" not in str(err.value)
 
 
+def test_unset_drops_base_fields():
+    spec = parse_spec("""
+name = "u"
+[base]
+input_quantizer = "ede"
+ede_t_min = 0.01
+[shared.teacher]
+unset = ["input_quantizer", "ede_t_min"]
+real = true
+[arms.a]
+teacher = "@teacher"
+""")
+    teacher, arm = expand(spec)
+    assert "input_quantizer" not in teacher.options and teacher.options["real"] is True
+    assert arm.options["input_quantizer"] == "ede"
+    with pytest.raises(SpecError, match="'input_quantiser' in \\[arms.a\\] unset; "
+                                        "did you mean 'input_quantizer'"):
+        expand(parse_spec("name = 'u'\n[arms.a]\nunset = ['input_quantiser']"))
+
+
 def test_overrides_replace_axes_and_fields():
     spec = parse_spec(TINY, overrides={"seed": 1, "epochs": 1})
     runs = expand(spec)
@@ -174,6 +194,23 @@ def test_sweep_and_report_end_to_end(tmp_path, capsys):
                  "--set", "lr=0.01"]) == 1
     err = capsys.readouterr().err
     assert "other options (lr: stored 0.002, spec 0.01)" in err and len(err.splitlines()) == 1
+
+
+def test_linear_eval_step_is_kept_and_reported(tmp_path):
+    spec = parse_spec(TINY.replace("[arms.ce]", "[arms.ce]\nlinear_eval = { epochs = 2 }"),
+                      overrides={"seed": 0})
+    rows = plan(spec, tmp_path)
+    for row in rows:
+        if row["run"].arm != "lcr":
+            execute(row["task"])
+    kept = json.loads((tmp_path / "ce-s0" / "lincls.json").read_text())
+    assert kept["options"]["epochs"] == 2 and 0 <= kept["val_accuracy"] <= 1
+    with claim(spec, tmp_path, expand(spec)):          # writes sweep.json, as a sweep does
+        pass
+    report = write_report(tmp_path, plots=False)
+    assert "linear eval val acc (%)" in report["markdown"]
+    assert f"{100 * kept['val_accuracy']:.2f} (n = 1)" in report["markdown"]
+    assert "Not finished yet (left out): lcr-s0" in report["markdown"]
 
 
 def test_report_of_a_folder_without_a_sweep(tmp_path):

@@ -13,6 +13,7 @@ distributed = pytest.importorskip("distributed")
 
 import numba  # noqa: E402
 
+from minibnn.cli import main  # noqa: E402
 from minibnn.blas_threads import blas_threads, set_blas_threads  # noqa: E402
 from minibnn.sweeps import SweepError, execute, parse_spec, plan, run_sweep  # noqa: E402
 from minibnn.sweeps.cluster import connect, dask_executor  # noqa: E402
@@ -94,9 +95,15 @@ def test_killed_worker_resumes_and_matches_local_runs(tmp_path):
             np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=name)
 
 
-def test_a_scheduler_that_does_not_answer_starts_nothing(tmp_path):
+def test_a_scheduler_that_does_not_answer_starts_nothing(tmp_path, capsys):
     started = time.time()
     with pytest.raises(SweepError, match="no Dask scheduler answered at tcp://127.0.0.1:9"):
         connect("tcp://127.0.0.1:9", timeout="1s")
     assert time.time() - started < 30
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"),
+                 "--scheduler", "tcp://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert "no Dask scheduler answered" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

@@ -189,4 +189,4 @@ assert self_mce == 1.0
 # official one-step estimate is a biased but consistent proxy, and `variant="exact"` gives the
 # true singular values when you want them. Whether the term helps a small MNIST network is an
 # empirical question: docs/lcr.md reports 3 seeds of clean accuracy and mCE, measured with
-# experiments/lcr_reproduction.py.
+# experiments/lcr_reproduction.toml (minibnn sweep) and experiments/lcr_robustness.py.

@@ -15,6 +15,7 @@ finished epoch and ends with the same checkpoints as an uninterrupted run.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -25,6 +26,7 @@ import numba
 from ..blas_threads import blas_threads, set_blas_threads
 from ..commands.linear_eval import linear_evaluation
 from ..data import load_dataset
+from ..methods import METHODS
 from ..train import (TrainConfig, load_model, load_state, read_history, resume_training,
                      run_training)
 from ..train.checkpoint import atomic_write_text
@@ -59,17 +61,35 @@ def set_process_threads(threads: int) -> None:
     set_blas_threads(int(threads))
 
 
+PATH_OPTIONS = ("teacher", "init_from")
+
+
+def _same(key: str, a, b) -> bool:
+    if key in PATH_OPTIONS and isinstance(a, str) and isinstance(b, str):
+        return os.path.abspath(a) == os.path.abspath(b)      # relative to where runs start
+    return a == b
+
+
 def config_difference(stored: dict, wanted: dict) -> str | None:
-    """'lr: stored 0.002, spec 0.001' for the first differing option, or None if equal."""
+    """'lr: stored 0.002, spec 0.001' for the first differing option, or None if equal.
+    Method options are compared with the method's defaults filled in on both sides, and
+    checkpoint paths as absolute paths."""
     for key in sorted(set(stored) | set(wanted)):
         a, b = stored.get(key), wanted.get(key)
         if key == "method_options" and isinstance(a, dict) and isinstance(b, dict):
-            inner = config_difference(a, b)
+            defaults = _method_defaults(wanted.get("method", "ce"))
+            inner = config_difference({**defaults, **a}, {**defaults, **b})
             if inner:
                 return f"method_options.{inner}"
-        elif a != b:
+        elif not _same(key, a, b):
             return f"{key}: stored {a!r}, spec {b!r}"
     return None
+
+
+def _method_defaults(method: str) -> dict:
+    if method not in METHODS:
+        return {}
+    return dict(getattr(importlib.import_module(METHODS[method]), "DEFAULTS", {}))
 
 
 def inspect(run_dir: str | Path, config: TrainConfig) -> tuple[str, int]:

@@ -24,7 +24,8 @@
 
 A run's folder is `ARM-AXES` under the output folder: axis values in the order written, the seed
 last, as `s0`, `alpha0.32`, `lr0.001`, `cnn` (string values), `real`/`no-real` (booleans);
-shared runs use their name. Every run also accepts `linear_eval = {epochs = 100, lr = 0.1}`:
+shared runs use their name. A run's `unset = ["input_quantizer"]` drops those [base] fields
+(back to TrainConfig's defaults; TOML has no null). Every run also accepts `linear_eval = {epochs = 100, lr = 0.1}`:
 after training, the frozen backbone of its last.npz is scored by linear evaluation
 (`minibnn linear-eval`) and the result kept in the run folder's lincls.json.
 """
@@ -140,6 +141,17 @@ def _check_run(where: str, options: dict) -> None:
         raise SpecError(f"{where}: {err}") from None
 
 
+def _inherit(base: dict, over: dict, where: str) -> dict:
+    """A run's options: [base], minus the fields its `unset` list names (back to TrainConfig's
+    defaults: TOML has no null), plus its own."""
+    over = dict(over)
+    unset = over.pop("unset", [])
+    if not isinstance(unset, list):
+        raise SpecError(f"{where}: unset must be a list of option names, got {unset!r}")
+    _check_keys(f"{where} unset", {k: None for k in unset}, RUN_KEYS)
+    return _merge({k: v for k, v in base.items() if k not in unset}, over)
+
+
 def _merge(base: dict, over: dict) -> dict:
     merged = {**base, **over}
     if "method_options" in base or "method_options" in over:
@@ -182,7 +194,7 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict | None = None)
         for name, table in raw.get(group, {}).items():
             if not isinstance(table, dict):
                 raise SpecError(f"{source}: [{group}.{name}] must be a table of options")
-            _check_keys(f"{source} [{group}.{name}]", table, RUN_KEYS)
+            _check_keys(f"{source} [{group}.{name}]", table, RUN_KEYS + ("unset",))
     axes = dict(raw.get("axes", {}))
     for key, values in axes.items():
         _check_axis_key(key)
@@ -239,7 +251,7 @@ def expand(spec: SweepSpec) -> list[Run]:
     runs: list[Run] = []
     overrides = spec.overrides
     for name, over in spec.shared.items():
-        options = _merge(spec.base, over)
+        options = _inherit(spec.base, over, f"[shared.{name}]")
         for key, value in overrides.items():
             options = _set(options, key, value)
         _check_run(f"[shared.{name}]", options)
@@ -249,7 +261,7 @@ def expand(spec: SweepSpec) -> list[Run]:
     for combo in itertools.product(*(spec.axes[k] for k in seeds_first)):
         values = dict(zip(seeds_first, combo))
         for arm, over in spec.arms.items():
-            options = _merge(spec.base, over)
+            options = _inherit(spec.base, over, f"[arms.{arm}]")
             for key, value in overrides.items():
                 options = _set(options, key, value)
             for key in keys:
