@@ -85,16 +85,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _owner(out: Path) -> str | None:
+    marker = out / MARKER
+    return json.loads(marker.read_text()).get("name") if marker.exists() else None
+
+
 @contextmanager
 def claim(spec: SweepSpec, out: Path, runs: list[Run]):
     """Own `out` for `spec` for the duration of the block (see the module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     marker = out / MARKER
-    if marker.exists():
-        owner = json.loads(marker.read_text()).get("name")
-        if owner != spec.name:
-            raise SweepError(f"{out} belongs to the sweep {owner!r}, not {spec.name!r}: two "
-                             "specs cannot share an output folder; pass another --out")
+    owner = _owner(out)
+    if owner is not None and owner != spec.name:
+        raise SweepError(f"{out} belongs to the sweep {owner!r}, not {spec.name!r}: two "
+                         "specs cannot share an output folder; pass another --out")
     lock = out / LOCK
     me = {"host": socket.gethostname(), "pid": os.getpid()}
     for _ in range(2):
@@ -155,6 +159,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, jobs: int | None = None,
         f"{sum(r['state'] == 'partial' for r in rows)} to resume, "
         f"{sum(r['state'] == 'new' for r in rows)} new)")
     if dry_run:
+        owner = _owner(out)
+        if owner not in (None, spec.name):
+            log(f"  REFUSED: {out} belongs to the sweep {owner!r}; pass another --out")
         for line in describe(rows):
             log(line)
         return {}
