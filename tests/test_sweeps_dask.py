@@ -16,7 +16,7 @@ import numba  # noqa: E402
 from minibnn.cli import main  # noqa: E402
 from minibnn.blas_threads import blas_threads, set_blas_threads  # noqa: E402
 from minibnn.sweeps import SweepError, execute, parse_spec, plan, run_sweep  # noqa: E402
-from minibnn.sweeps.cluster import connect, dask_executor  # noqa: E402
+from minibnn.sweeps.cluster import connect, dask_executor, local_cluster  # noqa: E402
 from minibnn.sweeps.run import set_process_threads  # noqa: E402
 from minibnn.train import load_state, read_history  # noqa: E402
 
@@ -61,9 +61,10 @@ def _kill_worker_running(client, out, names, timeout=120.0) -> str:
 def test_killed_worker_resumes_and_matches_local_runs(tmp_path):
     spec = parse_spec(SPEC)
     out = tmp_path / "dask"
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    client = distributed.Client(cluster)
+    environ = dict(os.environ)
+    client = local_cluster(2)
+    cluster = client.cluster
+    assert dict(os.environ) == environ       # dask's worker settings stay out of this process
     try:
         results = {}
         sweep = threading.Thread(target=lambda: results.update(run_sweep(
@@ -75,6 +76,8 @@ def test_killed_worker_resumes_and_matches_local_runs(tmp_path):
     finally:
         client.close()
         cluster.close()
+        os.environ.clear()                     # a nanny restarting its worker writes dask's
+        os.environ.update(environ)             # worker settings (OMP_NUM_THREADS=1) again
     assert all(isinstance(r, dict) for r in results.values()), results
     log = (out / killed / "sweep.log").read_text()
     assert "resuming after epoch" in log, log

@@ -17,6 +17,7 @@ with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and NUMBA_NUM_THREADS set to their sh
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Callable
 
@@ -51,10 +52,21 @@ def connect(address: str, timeout: str = CONNECT_TIMEOUT):
 
 
 def local_cluster(workers: int, threads_per_worker: int = 1):
-    """A Client of a new LocalCluster of `workers` processes with one task slot each."""
+    """A Client of a new LocalCluster of `workers` processes with one task slot each.
+
+    Starting the nannies writes dask's worker environment (OMP_NUM_THREADS=1, ...) into this
+    process's os.environ; it is put back afterwards, so processes started later by the caller
+    (a local sweep, a test's subprocess) keep the caller's thread settings. (A nanny restarting
+    a dead worker writes them again: restore os.environ after closing the cluster if it
+    matters.)"""
     distributed = _distributed()
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
-                                       processes=True, dashboard_address=None)
+    saved = dict(os.environ)
+    try:
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker,
+                                           processes=True, dashboard_address=None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return distributed.Client(cluster)
 
 
