@@ -20,12 +20,13 @@ def _pyplot():
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write the figure atomically (a reader never sees half a file), in the format of the
-    path's extension, and close it."""
+    """Write the figure atomically (temporary file, then rename): never a half-written image."""
     path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight"))
-    _pyplot().close(fig)
+    fmt = path.suffix[1:].lower() or "png"
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight"))
+    finally:
+        _pyplot().close(fig)
     return path
 
 
