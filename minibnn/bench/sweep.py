@@ -9,9 +9,10 @@ from scratch, in fresh folders, three ways:
 
 and the wall times are printed with their ratios: jobs 1 / jobs J (the speed-up of running
 runs side by side instead of threading each run) and dask / local J (the cost of the Dask
-path: cluster start and task transfer, against the local executor's fresh process per run). Each run is a whole training (data,
-model build, epochs, checkpoints), so process start-up and imports are part of what is timed,
-as they are in a real sweep. A benchmark, not a test: nothing is asserted.
+path: cluster start and task transfer, against the local executor's fresh process per run).
+Each run is a whole training (data, model build, epochs, checkpoints), so process start-up and
+imports are part of what is timed, as they are in a real sweep. A benchmark, not a test:
+nothing is asserted.
 """
 
 from __future__ import annotations

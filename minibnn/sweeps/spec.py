@@ -25,9 +25,9 @@
 A run's folder is `ARM-AXES` under the output folder: axis values in the order written, the seed
 last, as `s0`, `alpha0.32`, `lr0.001`, `cnn` (string values), `real`/`no-real` (booleans);
 shared runs use their name. A run's `unset = ["input_quantizer"]` drops those [base] fields
-(back to TrainConfig's defaults; TOML has no null). Every run also accepts `linear_eval = {epochs = 100, lr = 0.1}`:
-after training, the frozen backbone of its last.npz is scored by linear evaluation
-(`minibnn linear-eval`) and the result kept in the run folder's lincls.json.
+(back to TrainConfig's defaults; TOML has no null). Every run also accepts
+`linear_eval = {epochs = 100, lr = 0.1}`: after training, the frozen backbone of its last.npz
+is scored by linear evaluation (`minibnn linear-eval`), kept in the run folder's lincls.json.
 """
 
 from __future__ import annotations
