@@ -28,11 +28,14 @@ COMMANDS: dict = {
     "linear-eval": ("minibnn.commands.linear_eval", "linear evaluation of a frozen backbone"),
     "golden": ("minibnn.commands.golden", "write golden reference cases for other frameworks"),
     "verify": ("minibnn.commands.verify", "check a user's implementation against golden cases"),
+    "sweep": ("minibnn.commands.sweep", "run a sweep spec (TOML): arms x axes x seeds, locally or on Dask"),
+    "report": ("minibnn.commands.report", "table and curves of a sweep: mean +- std, paired differences"),
     "bench": {
         "autograd": ("minibnn.bench.autograd", "conv+BN+ReLU forward/backward vs PyTorch"),
         "kernels": ("minibnn.bench.kernels", "packed XNOR-popcount conv vs float convs, per layer"),
         "model": ("minibnn.bench.model", "whole-network packed inference vs float inference"),
         "cmim": ("minibnn.bench.cmim", "cost of the CMIM contrastive term in a training step"),
+        "sweep": ("minibnn.bench.sweep", "a 6-run sweep: --jobs 1 vs --jobs 2, Dask vs local"),
     },
 }
 

@@ -306,5 +306,33 @@ def plot_image_grid(images, out: str | Path, row_labels: Sequence[str] = (),
         if r == 0 and c < len(col_labels):
             ax.set_title(col_labels[c], fontsize=8)
     fig.suptitle(title)
+# ------------------------------------------------------------------------------------ sweeps
+__all__ += ["plot_seed_bands"]
+
+
+def plot_seed_bands(curves: dict[str, list], out: str | Path, title: str = "",
+                    ylabel: str = "validation accuracy") -> Path:
+    """One line per arm, the mean over its seeds against the epoch, with a band from the lowest
+    to the highest seed (no band for one seed). curves: arm -> list of per-seed value lists;
+    seeds are cut to the shortest (an unfinished run) so every point averages the same seeds."""
+    import numpy as np
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, per_seed in curves.items():
+        length = min(len(v) for v in per_seed)
+        if length == 0:
+            continue
+        values = np.array([v[:length] for v in per_seed], float)       # (seeds, epochs)
+        epochs = np.arange(1, length + 1)
+        line, = ax.plot(epochs, values.mean(axis=0), marker=".",
+                        label=f"{name} (n = {len(per_seed)})")
+        if len(per_seed) > 1:
+            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
+                            color=line.get_color(), alpha=0.2)
+    ax.set(title=title, xlabel="epoch", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, out)

@@ -1,20 +1,16 @@
-"""LCR-BNN reproduction on a CPU budget: IR-Net vs IR-Net + LCR, clean accuracy and mCE.
+"""LCR-BNN reproduction, robustness stage: accuracy under corruptions and the mCE table.
 
-    python experiments/lcr_reproduction.py --out runs/lcr-repro --epochs 4 --teacher-epochs 5 \
-        --alphas 8 1000                                                      (the docs' table)
-    python experiments/lcr_reproduction.py --out /tmp/lcr-smoke --epochs 1 --teacher-epochs 1 \
-        --limit-train 500 --seeds 0 --robustness-limit 200 --corruptions contrast  (a smoke run)
+The runs are trained by the sweep spec (the protocol lives there):
 
-Protocol (defaults): the binary `cnn` with IR-Net binarization (EDE activations + irnet
-weights, EDE t/k schedule), one real-valued teacher of the same architecture (seed 0, the same
-for every student, as the official code's single pretrained FP network), then per seed:
-IR-Net (plain CE) and IR-Net + LCR for every --alphas value (official variant, teacher
-reference, learnable gammas). Robustness: every corruption of minibnn.data.corruptions at
-severities 1-5 on the first --robustness-limit validation images, all models on the same
-corrupted images. mCE is reported two ways: against a fixed reference model (the teacher,
-as ImageNet-C uses AlexNet) and paired against the IR-Net run of the same seed.
-Runs are resumable: finished runs are skipped, interrupted ones resumed.
-The teacher alone: minibnn train --real --model cnn --width 0.5 --epochs 5 --seed 0 --out OUT/teacher
+    minibnn sweep experiments/lcr_reproduction.toml          # teacher + IR-Net / LCR students
+    minibnn report runs/lcr-repro                            # clean accuracy, paired vs IR-Net
+    python experiments/lcr_robustness.py --out runs/lcr-repro  # this script: the mCE table
+
+Every corruption of minibnn.data.corruptions at severities 1-5 on the first --robustness-limit
+validation images, all models (best checkpoints) on the same corrupted images. mCE is reported
+two ways: against a fixed reference model (the teacher, as ImageNet-C uses AlexNet) and paired
+against the IR-Net run of the same seed. Writes OUT/results.md and caches the accuracies in
+OUT/robustness_tables.json. The runs must have finished (`minibnn sweep` first).
 """
 
 from __future__ import annotations
@@ -31,28 +27,15 @@ from minibnn.commands.robustness import (RobustnessTable, corruption_accuracy, c
                                          mean_corruption_error, relative_corruption_errors,
                                          write_results)
 from minibnn.data import load_dataset
-from minibnn.train import TrainConfig, load_model, read_history, resume_training, run_training
+from minibnn.sweeps.sweep import read_marker
+from minibnn.train import load_model, read_history
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/lcr-repro")
-    p.add_argument("--model", default="cnn")
-    p.add_argument("--width", type=float, default=0.5)
-    p.add_argument("--dataset", default="mnist-t10k")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--teacher-epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--limit-train", type=int, default=0)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--alphas", type=float, nargs="+", default=[8.0, 1000.0],
-                   help="LCR weights to run (8 = official); 0 is the IR-Net baseline, always run")
-    p.add_argument("--variant", default="official", choices=("official", "exact"))
-    p.add_argument("--reference", default="teacher", choices=("teacher", "latent"))
+    p.add_argument("--out", default="runs/lcr-repro", help="output folder of the sweep")
     p.add_argument("--robustness-limit", type=int, default=1000)
     p.add_argument("--corruptions", nargs="+", default=None)
-    p.add_argument("--only-teacher", action="store_true", help="train the teacher and stop")
     return p.parse_args(argv)
 
 
@@ -60,49 +43,30 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train(config: TrainConfig, out: Path) -> Path:
-    """Train into `out`, skipping a finished run and resuming an interrupted one."""
-    if (out / "last.npz").exists():
-        done = len(read_history(out))
-        if done >= config.epochs:
-            log(f"{out.name}: done ({done} epochs), skipped")
-            return out
-        log(f"{out.name}: resuming after epoch {done}")
-        resume_training(out, quiet=True)
-        return out
-    started = time.time()
-    result = run_training(config, out, quiet=True)
-    log(f"{out.name}: val accuracy {result.val_accuracy:.4f} ({time.time() - started:.0f}s)")
-    return out
-
-
 def arm_name(alpha: float) -> str:
     return "irnet" if alpha == 0 else f"lcr-a{alpha:g}"
 
 
 def main(argv=None) -> int:
-    a = parse_args(argv)
-    out = Path(a.out)
-    common = dict(model=a.model, dataset=a.dataset, width=a.width, batch_size=a.batch_size,
-                  lr=a.lr, limit_train=a.limit_train)
-    teacher = train(TrainConfig(**common, real=True, seed=0,
-                                epochs=a.teacher_epochs), out / "teacher")
-    if a.only_teacher:
-        return 0
-    arms = [0.0] + [x for x in a.alphas if x != 0]
-    runs = {}
-    for seed in a.seeds:
-        for alpha in arms:
-            binary = dict(common, input_quantizer="ede", weight_quantizer="irnet", seed=seed,
-                          epochs=a.epochs)
-            if alpha == 0:
-                config = TrainConfig(**binary)
-            else:
-                config = TrainConfig(**binary, method="lcr", teacher=str(teacher),
-                                     method_options={"alpha": alpha, "variant": a.variant,
-                                                     "reference": a.reference})
-            runs[(arm_name(alpha), seed)] = train(config, out / f"{arm_name(alpha)}-s{seed}")
-
+    args = parse_args(argv)
+    out = Path(args.out)
+    marker = read_marker(out)
+    spec = marker["spec"]
+    base = spec["base"]
+    arms = [0.0] + [float(o["method_options"]["alpha"]) for name, o in spec["arms"].items()
+                    if name != "irnet"]
+    runs = {(r["arm"], r["axes"]["seed"]): out / r["name"] for r in marker["runs"] if not r["shared"]}
+    unfinished = [p.name for p in runs.values() if not (p / "history.json").exists()]
+    if unfinished:
+        raise SystemExit(f"runs not trained yet: {', '.join(unfinished)}; run 'minibnn sweep "
+                         f"{marker['spec_file']} --out {out}' first")
+    a = argparse.Namespace(**vars(args), dataset=base.get("dataset", "mnist-t10k"),
+                           model=base["model"], width=base["width"], epochs=base["epochs"],
+                           batch_size=base["batch_size"], lr=base["lr"],
+                           limit_train=base.get("limit_train", 0),
+                           variant=spec["arms"]["lcr-a8"]["method_options"]["variant"],
+                           reference=spec["arms"]["lcr-a8"]["method_options"]["reference"])
+    teacher = out / "teacher"
     tables = robustness(out, teacher, runs, a)
     report = make_report(out, tables, runs, arms, a)
     (out / "results.md").write_text(report)
@@ -132,7 +96,9 @@ def robustness(out: Path, teacher: Path, runs: dict, a) -> dict:
 
 def _stats(values) -> str:
     v = np.asarray(values, float)
-    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+    if len(v) == 1:
+        return f"{v[0]:.4f} (n = 1)"
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}"
 
 
 def make_report(out: Path, tables: dict, runs: dict, arms: list, a) -> str:
