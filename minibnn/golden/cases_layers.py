@@ -40,7 +40,7 @@ register(name="quantizer.approx", reference="minibnn.quantizers.approx_sign", op
       description="Bi-Real Net's ApproxSign (arXiv:1808.00278), ReActNet/S2-BNN's "
                   "BinaryActivation: y = sign(x), dx = dy * max(0, 2 - 2|x|).",
       conventions=(SIGN0, "The derivative is 0 at x = +-1 and 2 at x = 0 (the table of "
-                          "methods.md section 1.2 is in the first row of x)."),
+                          "minibnn docs/methods.md, section 1.2, is in the first row of x)."),
       **_SIGN_CASE)
 for _name, _t, _k, _when in (("quantizer.ede", 0.1, 10.0, "the official BinarizeConv2d "
                                                             "initial values"),
