@@ -11,7 +11,7 @@
 import numpy as np
 
 from minibnn import Tensor, functional as F, nn, no_grad, optim
-from minibnn.autograd import Function, gradcheck
+from minibnn.autograd import Function, SavedArrayModifiedError, detect_anomaly, gradcheck
 from minibnn.plots import figure_dir, pyplot, save_figure
 
 rng = np.random.default_rng(0)
@@ -168,6 +168,27 @@ with no_grad():
     accuracy = np.mean(np.argmax(net(Tensor(points)).data, axis=1) == labels)
 print(f"final loss {loss.item():.3f}, training accuracy {accuracy:.3f}")
 assert accuracy > 0.95
+
+# %% [markdown]
+# ## 6. When the graph goes stale: anomaly mode
+# Backward reads the arrays its forward saved, not copies. Change one in place between forward
+# and backward (a memory bank or a queue updated by the loss, say) and the gradients silently
+# follow the new values. NumPy has no version counter, so minibnn's anomaly mode fingerprints
+# every saved array and checks it before backward (docs/debugging.md; it costs about 1.4-3x).
+
+# %%
+a = Tensor(rng.normal(size=(3, 4)), requires_grad=True)
+bank = rng.normal(size=(4, 2))                       # state a loss might update in place
+with detect_anomaly():
+    loss = (a @ Tensor(bank)).sum()
+    bank[0, 0] += 1.0                                # the update, before backward
+    try:
+        loss.backward()
+        caught = None
+    except SavedArrayModifiedError as err:
+        caught = str(err)
+print(caught)
+assert caught is not None and "MatMul.backward" in caught
 
 # %% [markdown]
 # ## Exercises
