@@ -269,3 +269,15 @@ assert (code_ok, code_bug) == (0, 1)
 
 # %%
 shutil.rmtree(WORK)          # the scratch folder; comment this out to look at the files
+
+# %% [markdown]
+# ## Exercises
+# Solutions: `tutorials/solutions/09_solutions.py` (it runs every check below).
+# 1. **Read a case by hand.** Load `cmim.nce_loss` from a golden folder and recompute its loss
+#    with NumPy from `case.inputs` and `case.attrs` (c = n_noise / n_data, the formula in its
+#    conventions). Check: within `case.checks["loss"]`'s atol + rtol |want| of the reference.
+# 2. **Declare a convention.** Port `quantizer.ste` with `TorchPort` using `torch.sign` and the
+#    clamp trick (`clamp(x, -1, 1)` plus a detached correction). Check: `golden.verify` fails it
+#    strictly and passes it with `conventions=["sign0=zero"]`.
+# 3. **Who is wrong?** Check the reference itself: `golden.finite_difference_check` on
+#    `cmim.official` (whose memory banks are updated before backward). Check: `report.ok`.
