@@ -74,8 +74,7 @@ def _saved_arrays(ctx: Any) -> Iterator[tuple[str, np.ndarray]]:
         items = value if isinstance(value, (tuple, list)) else (value,)
         for i, item in enumerate(items):
             if isinstance(item, np.ndarray) and item.dtype != object:
-                label = name if len(items) == 1 and items is not value else f"{name}[{i}]"
-                yield (f"saved_tensors[{i}]" if name == "saved_tensors" else label), item
+                yield (f"{name}[{i}]" if items is value else name), item
 
 
 def _digest(a: np.ndarray) -> bytes:

@@ -84,7 +84,7 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..train import resume_training, run_training
     from ..train.loop import NonFiniteLossError
-    from .train import check_args
+    from .train import check_args, report_recovery
 
     check_args(args, "pretrain")
     try:
@@ -103,13 +103,7 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"minibnn pretrain: error: {err}", file=sys.stderr)
         return 1
-    for note in ([] if args.quiet else result.notes):
-        print(f"recovered {result.out_dir}: {note}", file=sys.stderr)
-    stop_after = args.stop_after
-    if not result.trained:
-        why = (f"--stop-after {stop_after}" if stop_after else "give --epochs N to extend it")
-        print(f"nothing to do: {result.out_dir} has already trained {len(result.history)} "
-              f"epochs ({why})")
+    if not report_recovery(result, args.quiet, args.stop_after):
         return 0
     print(f"kNN validation accuracy {result.val_accuracy:.4f} after epoch {result.final['epoch']}; "
           f"use it as a teacher with --teacher {result.out_dir}, or evaluate it with "

@@ -128,7 +128,8 @@ def check_args(args: argparse.Namespace, command: str = "train") -> None:
                              f"this run uses --method {method}")
 
 
-def report(result, quiet: bool, stop_after: int | None = None) -> int:
+def report_recovery(result, quiet: bool, stop_after: int | None = None) -> bool:
+    """Print what resume repaired and, when nothing was trained, why; True if it trained."""
     if not quiet:
         for note in result.notes:
             print(f"recovered {result.out_dir}: {note}", file=sys.stderr)
@@ -136,10 +137,14 @@ def report(result, quiet: bool, stop_after: int | None = None) -> int:
         why = (f"--stop-after {stop_after}" if stop_after else "give --epochs N to extend it")
         print(f"nothing to do: {result.out_dir} has already trained {len(result.history)} "
               f"epochs ({why})")
-        return 0
-    best = max(r["val_accuracy"] for r in result.history)
-    print(f"validation accuracy {result.val_accuracy:.4f} after epoch {result.final['epoch']} "
-          f"(best {best:.4f}); run folder {result.out_dir}")
+    return result.trained
+
+
+def report(result, quiet: bool, stop_after: int | None = None) -> int:
+    if report_recovery(result, quiet, stop_after):
+        best = max(r["val_accuracy"] for r in result.history)
+        print(f"validation accuracy {result.val_accuracy:.4f} after epoch "
+              f"{result.final['epoch']} (best {best:.4f}); run folder {result.out_dir}")
     return 0
 
 

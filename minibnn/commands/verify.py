@@ -15,21 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["add_arguments", "run", "load_callable", "with_timeout"]
-
-
-def load_callable(spec: str):
-    """minibnn.verify.loading.load_callable, imported when used (keeps `minibnn --help` fast)."""
-    from ..verify.loading import load_callable as load
-
-    return load(spec)
-
-
-def with_timeout(fn, seconds: float):
-    """minibnn.verify.loading.with_timeout, imported when used."""
-    from ..verify.loading import with_timeout as limit
-
-    return limit(fn, seconds)
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,9 +62,9 @@ def _usage(message: str) -> int:
 
 def _setup(args: argparse.Namespace):
     from .. import golden
-    from ..golden.conventions import parse_conventions
-
     from ..golden.compare import PRECISION_SCALES
+    from ..golden.conventions import parse_conventions
+    from ..verify.loading import load_callable, with_timeout
 
     if args.tolerance_scale is not None and args.precision is not None:
         raise ValueError("give --precision or --tolerance-scale, not both")
