@@ -183,3 +183,18 @@ def test_loader_yields_two_views_from_a_two_view_transform():
 def test_loader_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="x holds 3 samples but y holds 2"):
         BatchLoader(np.zeros((3, 1, 2, 2)), np.zeros(2), 2)
+
+
+def test_eval_loader_normalises_in_order_and_respects_limit():
+    from minibnn.data import Dataset, eval_loader
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, size=(7, 2, 4, 4), dtype=np.uint8)
+    split = Dataset(x, np.arange(7) % 3, ("a", "b", "c"), "toy", (0.5, 0.25), (0.2, 0.4))
+    batches = list(eval_loader(split, batch_size=3, limit=5))
+    assert [len(b[1]) for b in batches] == [3, 2]
+    got = np.concatenate([b[0] for b in batches])
+    want = (x[:5] / np.float32(255) - np.float32([0.5, 0.25])[:, None, None]) \
+        / np.float32([0.2, 0.4])[:, None, None]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.concatenate([b[2] for b in batches]), np.arange(5))

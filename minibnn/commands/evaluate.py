@@ -20,9 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..data import BatchLoader, load_dataset, transforms
+    from ..data import eval_loader, load_dataset
     from ..train import evaluate, load_model
 
     if (args.checkpoint is None) == (args.packed is None):
@@ -34,10 +32,7 @@ def run(args: argparse.Namespace) -> int:
     model, config = load_model(args.checkpoint)
     name = args.dataset or config.dataset
     _, val = load_dataset(name, args.data_dir or config.data_dir)
-    mean, std = np.array(val.mean, np.float32), np.array(val.std, np.float32)
-    loader = BatchLoader(val.x, val.y, args.batch_size, shuffle=False,
-                         transform=lambda x, rng: transforms.normalize(x, mean, std))
-    result = evaluate(model, loader)
+    result = evaluate(model, eval_loader(val, args.batch_size))
     kind = "real-valued" if config.real else "binary"
     print(f"{kind} {config.model} on {name} (validation, {len(val)} images): "
           f"accuracy {result['val_accuracy']:.4f}, loss {result['val_loss']:.4f}")

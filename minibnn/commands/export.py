@@ -25,13 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _val_loader(name: str, data_dir, mean, std, batch_size: int, limit: int | None = None):
-    from ..data import BatchLoader, load_dataset, transforms
+    from ..data import eval_loader, load_dataset
 
     _, val = load_dataset(name, data_dir)
-    x, y = (val.x, val.y) if limit is None else (val.x[:limit], val.y[:limit])
-    mean, std = np.array(mean, np.float32), np.array(std, np.float32)
-    return val, BatchLoader(x, y, batch_size, shuffle=False,
-                            transform=lambda xb, rng: transforms.normalize(xb, mean, std))
+    return val, eval_loader(val, batch_size, mean, std, limit)
 
 
 def run(args: argparse.Namespace) -> int:

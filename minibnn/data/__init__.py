@@ -10,7 +10,7 @@ from .datasets import (DEFAULT_DATASET, NORMALIZATION, Dataset, Splits, cache_di
                        stratified_split)
 from .formats import (PUBLISHED_MD5, DataError, check_md5, md5sum, read_cifar_batch,
                       read_cifar_meta, read_idx, read_idx_images, read_idx_labels)
-from .loader import BatchLoader
+from .loader import BatchLoader, eval_loader
 from .transforms import (Compose, TwoViewAugment, color_jitter, gaussian_blur, gaussian_noise,
                          normalize, pad_random_crop, random_grayscale, random_hflip,
                          random_resized_crop, standard_augment, to_float)
@@ -27,7 +27,7 @@ __all__ = [
     "random_resized_crop", "color_jitter", "random_grayscale", "gaussian_blur", "standard_augment",
     "TwoViewAugment",
     # loader
-    "BatchLoader",
+    "BatchLoader", "eval_loader",
     # corruptions
     "Corruption", "CORRUPTIONS", "corrupt",
 ]

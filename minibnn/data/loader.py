@@ -13,7 +13,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["BatchLoader"]
+from .transforms import normalize
+
+__all__ = ["BatchLoader", "eval_loader"]
 
 
 class BatchLoader:
@@ -93,3 +95,17 @@ class BatchLoader:
         self._shuffle_rng.bit_generator.state = copy.deepcopy(state["shuffle_rng"])
         self._augment_rng.bit_generator.state = copy.deepcopy(state["augment_rng"])
         self._epoch_start_state = copy.deepcopy(state["shuffle_rng"]) if self._batch > 0 else None
+
+
+def eval_loader(split, batch_size: int = 500, mean=None, std=None,
+                limit: int | None = None) -> BatchLoader:
+    """Unshuffled batches of a Dataset split, normalised as in training: (x - mean) / std.
+
+    mean and std default to the split's own (its dataset's training statistics); give others to
+    evaluate a model that was trained on another normalisation. limit keeps the first images.
+    """
+    mean = np.asarray(split.mean if mean is None else mean, np.float32)
+    std = np.asarray(split.std if std is None else std, np.float32)
+    n = len(split) if limit is None else min(limit, len(split))
+    return BatchLoader(split.x[:n], split.y[:n], batch_size, shuffle=False,
+                       transform=lambda xb, rng: normalize(xb, mean, std))

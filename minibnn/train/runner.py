@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import BatchLoader, load_dataset, transforms
+from ..data import BatchLoader, eval_loader, load_dataset, transforms
 from ..models import build_model
 from ..nn import binary as binary_nn
 from ..nn.layers import BatchNorm1d, BatchNorm2d
@@ -72,8 +72,7 @@ def _loaders(config: TrainConfig, train, val, recipe):
 
     train_loader = BatchLoader(train.x, train.y, config.batch_size, shuffle=True,
                                rng=config.seed, transform=recipe.train_transform(train_transform))
-    val_loader = BatchLoader(val.x, val.y, 500, shuffle=False,
-                             transform=lambda x, rng: transforms.normalize(x, mean, std))
+    val_loader = eval_loader(val)
     return train_loader, val_loader
 
 
