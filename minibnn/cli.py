@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import sys
 
+from . import __version__
 from .allocator import keep_freed_memory
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -102,8 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
-
     return f"minibnn {__version__}"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import numba
 import numpy as np
 
 from ..blas_threads import set_blas_threads
@@ -33,8 +34,6 @@ def setup_threads(requested: int) -> tuple[int, Any, bool]:
 
     Returns (threads, the torch module or None, whether OpenBLAS could be set).
     """
-    import numba
-
     threads = max(1, min(requested, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
     try:
