@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .npzio import atomic_write
 
 __all__ = ["plot_history", "plot_curves", "save_figure", "figure_dir", "in_notebook", "pyplot"]
@@ -167,10 +169,8 @@ def plot_robustness(table, out: str | Path, baseline=None, title: str = "") -> P
     """Heatmap of accuracy (%) per corruption (rows) and severity (columns), with the clean
     accuracy in the title; with a baseline, a second panel of the difference model - baseline.
 
-    `table` and `baseline` are minibnn.commands.robustness.RobustnessTable objects (name,
+    `table` and `baseline` are minibnn.evaluate.RobustnessTable objects (name,
     corruptions, severities, clean_accuracy, accuracy (C, S))."""
-    import numpy as np
-
     plt = pyplot()
     panels = [(table.name, 100 * np.asarray(table.accuracy), "viridis", (0, 100))]
     if baseline is not None:
@@ -206,8 +206,6 @@ def plot_distributions(distributions: dict[str, Sequence[float]], out: str | Pat
                        title: str = "", xlabel: str = "embedding dimension") -> Path:
     """Overlaid step plots of probability vectors (e.g. S2-BNN's teacher and student softmaxes
     over the embedding dimensions), sorted by the first vector so the shapes can be compared."""
-    import numpy as np
-
     plt = pyplot()
     names = list(distributions)
     order = np.argsort(-np.asarray(distributions[names[0]]))
@@ -228,8 +226,6 @@ def plot_bars(values: dict[str, Sequence[float]], out: str | Path, title: str = 
               ylabel: str = "accuracy (%)") -> Path:
     """Horizontal bars of the mean per label, with the standard deviation as an error bar when a
     label has several values (seeds) and each value as a dot."""
-    import numpy as np
-
     plt = pyplot()
     labels = list(values)
     means = [float(np.mean(values[k])) for k in labels]
@@ -288,8 +284,6 @@ def plot_image_grid(images, out: str | Path, row_labels: Sequence[str] = (),
                     col_labels: Sequence[str] = (), title: str = "") -> Path:
     """A grid of images (R, C, H, W) or (R, C, 3, H, W) in [0, 1] (e.g. one image per
     corruption and severity), with optional row and column labels."""
-    import numpy as np
-
     images = np.asarray(images)
     if images.ndim not in (4, 5):
         raise ValueError(f"plot_image_grid: expected images (R, C, H, W) or (R, C, 3, H, W), "
@@ -315,8 +309,6 @@ def plot_seed_bands(curves: dict[str, list], out: str | Path, title: str = "",
     """One line per arm, the mean over its seeds against the epoch, with a band from the lowest
     to the highest seed (no band for one seed). curves: arm -> list of per-seed value lists;
     seeds are cut to the shortest (an unfinished run) so every point averages the same seeds."""
-    import numpy as np
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, per_seed in curves.items():
