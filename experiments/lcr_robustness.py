@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minibnn.commands.robustness import (RobustnessTable, corruption_accuracy, corruption_errors,
-                                         mean_corruption_error, relative_corruption_errors,
-                                         write_results)
 from minibnn.data import load_dataset
+from minibnn.evaluate import (RobustnessTable, corruption_accuracy, corruption_errors,
+                              mean_corruption_error, relative_corruption_errors, write_results)
 from minibnn.sweeps.sweep import read_marker
 from minibnn.train import load_model, read_history
 

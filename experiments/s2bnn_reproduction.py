@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minibnn.commands.linear_eval import linear_evaluation
+from minibnn.evaluate import linear_evaluation
 from minibnn.data import load_dataset
 from minibnn.methods.s2bnn_recipe import make_config
 from minibnn.train import (TrainConfig, build_run, load_model, read_history, resume_training,

@@ -169,7 +169,7 @@ def plot_robustness(table, out: str | Path, baseline=None, title: str = "") -> P
     """Heatmap of accuracy (%) per corruption (rows) and severity (columns), with the clean
     accuracy in the title; with a baseline, a second panel of the difference model - baseline.
 
-    `table` and `baseline` are minibnn.commands.robustness.RobustnessTable objects (name,
+    `table` and `baseline` are minibnn.evaluate.RobustnessTable objects (name,
     corruptions, severities, clean_accuracy, accuracy (C, S))."""
     plt = pyplot()
     panels = [(table.name, 100 * np.asarray(table.accuracy), "viridis", (0, 100))]

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from minibnn.cli import main
-from minibnn.commands.robustness import (RobustnessTable, corruption_accuracy, corruption_errors,
-                                         format_table, mean_corruption_error,
-                                         relative_corruption_errors)
 from minibnn.data import load_dataset
+from minibnn.evaluate import (RobustnessTable, corruption_accuracy, corruption_errors,
+                              format_table, mean_corruption_error, relative_corruption_errors)
 from minibnn.train import TrainConfig, load_model, run_training
 
 

@@ -10,7 +10,7 @@ import pytest
 from minibnn import functional as F
 from minibnn.autograd import Tensor, gradcheck, no_grad
 from minibnn.cli import build_parser, main
-from minibnn.commands.linear_eval import linear_evaluation, train_linear
+from minibnn.evaluate import linear_evaluation, train_linear
 from minibnn.data import load_dataset
 from minibnn.methods import s2bnn_recipe
 from minibnn.methods.s2bnn import (MoCoQueue, distribution_loss, knn_predict, moco_infonce,

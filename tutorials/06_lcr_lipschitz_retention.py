@@ -21,9 +21,9 @@ import numpy as np
 import scipy.linalg
 
 from minibnn import Tensor, no_grad
-from minibnn.commands.robustness import (corruption_accuracy, corruption_errors, format_table,
-                                         mean_corruption_error)
 from minibnn.data import load_dataset, transforms
+from minibnn.evaluate import (corruption_accuracy, corruption_errors, format_table,
+                              mean_corruption_error)
 from minibnn.methods import lcr
 from minibnn.models import build_model
 from minibnn.data.corruptions import CORRUPTIONS as ALL_CORRUPTIONS, corrupt

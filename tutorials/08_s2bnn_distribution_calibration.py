@@ -22,7 +22,7 @@ import numpy as np
 
 from minibnn import Tensor, no_grad
 from minibnn import functional as F
-from minibnn.commands.linear_eval import linear_evaluation
+from minibnn.evaluate import linear_evaluation
 from minibnn.data import load_dataset
 from minibnn.methods.s2bnn import distribution_loss, knn_predict, moco_infonce
 from minibnn.methods.s2bnn_recipe import make_config

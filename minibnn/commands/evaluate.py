@@ -1,8 +1,18 @@
-"""`minibnn eval`: accuracy and loss of a trained checkpoint (or a run folder) on its dataset."""
+"""`minibnn eval`: accuracy and loss of a trained checkpoint (or a run folder) on its dataset.
+
+`minibnn eval --packed OUT.npz` evaluates a packed model written by `minibnn export` instead:
+the packed file keeps the dataset name and normalisation, so it evaluates on the same
+validation split and inputs as `minibnn eval CKPT` without the checkpoint.
+"""
 
 from __future__ import annotations
 
 import argparse
+
+from ..data import load_dataset
+from ..engine import PackedModel
+from ..evaluate import evaluate_packed, evaluate_split, packed_normalisation
+from ..train import load_model
 
 __all__ = ["add_arguments", "run"]
 
@@ -20,20 +30,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import eval_loader, load_dataset
-    from ..train import evaluate, load_model
-
     if (args.checkpoint is None) == (args.packed is None):
         raise ValueError("give either a CHECKPOINT or --packed PACKED_NPZ (one of the two)")
     if args.packed is not None:
-        from .export import evaluate_packed
-
-        return evaluate_packed(args)
+        return _run_packed(args)
     model, config = load_model(args.checkpoint)
     name = args.dataset or config.dataset
     _, val = load_dataset(name, args.data_dir or config.data_dir)
-    result = evaluate(model, eval_loader(val, args.batch_size))
+    result = evaluate_split(model, val, args.batch_size)
     kind = "real-valued" if config.real else "binary"
     print(f"{kind} {config.model} on {name} (validation, {len(val)} images): "
           f"accuracy {result['val_accuracy']:.4f}, loss {result['val_loss']:.4f}")
+    return 0
+
+
+def _run_packed(args: argparse.Namespace) -> int:
+    """The dataset is --dataset or the one stored in the file; the normalisation is the file's
+    when it evaluates its own dataset, else the dataset's."""
+    packed = PackedModel.load(args.packed)
+    name = args.dataset or packed.meta.get("dataset")
+    if name is None:
+        raise ValueError(f"{args.packed} does not record its dataset; pass --dataset NAME")
+    _, val = load_dataset(name, args.data_dir)
+    mean, std = packed_normalisation(packed, name, val)
+    result = evaluate_packed(packed, val, args.batch_size, mean, std)
+    print(f"packed {packed.meta.get('model_name', packed.meta.get('model', '?'))} from "
+          f"{args.packed} on {name} (validation, {result['num_images']} images): accuracy "
+          f"{result['val_accuracy']:.4f}, loss {result['val_loss']:.4f}")
     return 0

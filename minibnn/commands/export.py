@@ -1,17 +1,20 @@
 """`minibnn export CKPT OUT.npz`: a trained checkpoint -> bit-packed model, with its size report.
 
-Also `evaluate_packed(args)`, which `minibnn eval --packed OUT.npz` calls: the packed file keeps
-the dataset name and normalisation, so it evaluates on the same validation split and inputs
-as `minibnn eval CKPT` without the checkpoint.
+The packed file records the dataset name and normalisation (so `minibnn eval --packed OUT.npz`
+evaluates it like `minibnn eval CKPT`); `--check N` compares packed and float predictions on the
+first N validation images (minibnn.evaluate.packed_agreement).
 """
 
 from __future__ import annotations
 
 import argparse
 
-import numpy as np
+from ..data import load_dataset
+from ..engine import export
+from ..evaluate import packed_agreement
+from ..train import load_model
 
-__all__ = ["add_arguments", "run", "evaluate_packed"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,22 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="folder holding downloaded datasets")
 
 
-def _val_loader(name: str, data_dir, mean, std, batch_size: int, limit: int | None = None):
-    from ..data import eval_loader, load_dataset
-
-    _, val = load_dataset(name, data_dir)
-    return val, eval_loader(val, batch_size, mean, std, limit)
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..autograd import Tensor, no_grad
-    from ..data import load_dataset
-    from ..engine import export
-    from ..train import load_model
-
     model, config = load_model(args.checkpoint)
-    data_dir = args.data_dir or config.data_dir
-    _, val = load_dataset(config.dataset, data_dir)
+    _, val = load_dataset(config.dataset, args.data_dir or config.data_dir)
     meta = {"model_name": config.model, "dataset": config.dataset, "mean": list(val.mean),
             "std": list(val.std), "width": config.width, "real": config.real,
             "input_quantizer": config.input_quantizer, "weight_quantizer": config.weight_quantizer,
@@ -53,48 +43,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"packed {report.packed_bytes:,} bytes vs float32 {report.float32_bytes:,} bytes: "
           f"{report.ratio:.1f}x smaller")
     if args.check > 0:
-        _, loader = _val_loader(config.dataset, data_dir, val.mean, val.std, 250, args.check)
-        same = total = 0
-        with no_grad():
-            for xb, _, _ in loader:
-                same += int((packed.predict(xb) == model(Tensor(xb)).data.argmax(1)).sum())
-                total += len(xb)
-        print(f"check: packed predictions equal the float model's on {same}/{total} "
-              f"validation images")
-        if same != total:
+        agreement = packed_agreement(packed, model, val, limit=args.check)
+        print(f"check: packed predictions equal the float model's on {agreement.same}/"
+              f"{agreement.total} validation images")
+        if not agreement.exact:
             print("WARNING: packed and float predictions differ (see the exactness notes in "
                   "minibnn/engine/export.py)")
-    return 0
-
-
-def evaluate_packed(args: argparse.Namespace) -> int:
-    """Accuracy and loss of a packed model (args.packed) on a validation split.
-
-    The dataset is args.dataset or the one stored in the file; the normalisation is the file's
-    when it evaluates its own dataset, else the dataset's.
-    """
-    from ..engine import PackedModel
-
-    packed = PackedModel.load(args.packed)
-    stored = packed.meta.get("dataset")
-    name = args.dataset or stored
-    if name is None:
-        raise ValueError(f"{args.packed} does not record its dataset; pass --dataset NAME")
-    from ..data import load_dataset
-
-    _, val = load_dataset(name, args.data_dir)
-    own = name == stored and "mean" in packed.meta
-    mean, std = (packed.meta["mean"], packed.meta["std"]) if own else (val.mean, val.std)
-    _, loader = _val_loader(name, args.data_dir, mean, std, args.batch_size)
-    correct, loss, total = 0, 0.0, 0
-    for xb, yb, _ in loader:
-        logits = packed(xb).astype(np.float64)
-        z = logits - logits.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        loss -= float(logp[np.arange(len(yb)), yb].sum())
-        correct += int((logits.argmax(axis=1) == yb).sum())
-        total += len(yb)
-    print(f"packed {packed.meta.get('model_name', packed.meta.get('model', '?'))} from "
-          f"{args.packed} on {name} (validation, {total} images): accuracy "
-          f"{correct / total:.4f}, loss {loss / total:.4f}")
     return 0

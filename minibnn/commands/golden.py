@@ -8,6 +8,9 @@ against them. The same --seed writes byte-identical files.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from .. import golden
 
 __all__ = ["add_arguments", "run"]
 
@@ -24,10 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .. import golden
-
     if args.list:
         names = golden.select_names(golden.case_names(), args.only)
         width = max(len(n) for n in names)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..plots import plot_history, plot_lcr_estimates
+from ..train import read_history
 
 __all__ = ["add_arguments", "run"]
 
@@ -13,18 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..plots import plot_history
-    from ..train import read_history
-
     history = read_history(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"
     plot_history(history, out, title=_shown(Path(args.run_dir).name))
     print(f"wrote {_shown(out)}")
     if any(key.startswith("lcr_pair") for row in history for key in row):   # an LCR-BNN run
-        from ..plots import plot_lcr_estimates
-
         lcr_out = out.with_name("lcr_estimates.png")
         plot_lcr_estimates(history, lcr_out)
         print(f"wrote {_shown(lcr_out)}")

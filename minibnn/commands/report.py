@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..sweeps import write_report
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -19,8 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sweeps import write_report
-
     result = write_report(args.sweep_dir, baseline=args.baseline, plots=not args.no_plots)
     print(result["markdown"])
     print("written: " + ", ".join(str(p) for p in result["files"]))

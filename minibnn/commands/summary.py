@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..models import build_model
+from ..summary import summary
+from ..train import load_model
 
 __all__ = ["add_arguments", "run"]
 
@@ -26,15 +31,8 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..models import build_model
-    from ..summary import summary
-
     shape = _shape(args.input_shape)
     if Path(args.model).exists():
-        from ..train import load_model
-
         model, config = load_model(args.model)
         shape = model.input_shape
     else:

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..sweeps import load_spec, run_sweep
+from ..sweeps.cluster import connect, dask_executor, local_cluster
+from ..sweeps.local import available_cores, default_jobs
+from ..sweeps.spec import parse_value
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -37,8 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(items: list[str]) -> dict:
-    from ..sweeps.spec import parse_value
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -49,9 +52,6 @@ def _overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sweeps import load_spec, run_sweep
-    from ..sweeps.local import available_cores, default_jobs
-
     for name in ("jobs", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -60,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
     arms = [a.strip() for a in args.arms.split(",")] if args.arms else None
     executor, client = None, None
     if not args.dry_run and (args.scheduler or args.dask):
-        from ..sweeps.cluster import connect, dask_executor, local_cluster
-
         if args.scheduler:
             client = connect(args.scheduler)
             executor = dask_executor(client, threads=args.threads)

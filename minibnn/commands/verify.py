@@ -15,6 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import golden
+from ..golden import SPECS
+from ..golden.compare import PRECISION_SCALES
+from ..golden.conventions import parse_conventions
+from ..golden.fdcheck import finite_difference_check
+from ..golden.reports import write_json, write_junit
+from ..verify.loading import load_callable, with_timeout
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -61,11 +69,6 @@ def _usage(message: str) -> int:
 
 
 def _setup(args: argparse.Namespace):
-    from .. import golden
-    from ..golden.compare import PRECISION_SCALES
-    from ..golden.conventions import parse_conventions
-    from ..verify.loading import load_callable, with_timeout
-
     if args.tolerance_scale is not None and args.precision is not None:
         raise ValueError("give --precision or --tolerance-scale, not both")
     if args.tolerance_scale is None:
@@ -86,9 +89,6 @@ def _setup(args: argparse.Namespace):
 
 
 def _check_reference(cases, fd_elements: int, quiet: bool) -> bool:
-    from ..golden import SPECS
-    from ..golden.fdcheck import finite_difference_check
-
     ok = True
     for case in cases:
         if case.name not in SPECS:
@@ -106,10 +106,6 @@ def _check_reference(cases, fd_elements: int, quiet: bool) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import golden
-    from ..golden.compare import PRECISION_SCALES
-    from ..golden.reports import write_json, write_junit
-
     try:
         cases, fn, conventions = _setup(args)
     except (ValueError, TypeError, KeyError, FileNotFoundError, OSError) as err:

@@ -16,6 +16,7 @@ outputs and the gradients "grad_<name>"; see docs/golden.md. No framework is imp
 the framework adapters, the whole-model comparison and the pytest helper are minibnn.verify.
 """
 
+from .. import __version__
 from .cases import (DEFAULT_SEED, GENERAL_CONVENTIONS, SPECS, build_case, build_cases,
                     case_names, reference)
 from .compare import Report, Row, SuiteReport, compare, verify
@@ -37,8 +38,6 @@ def write_golden(out_dir, only=None, seed: int = DEFAULT_SEED):
     """Build the cases matching `only` (all by default), check every gradient against finite
     differences (fdcheck.py; raises GoldenCheckError and writes nothing if one fails) and write
     them to out_dir; returns the manifest path. The same seed gives byte-identical files."""
-    from .. import __version__
-
     cases = build_cases(only, seed)
     failed = [report for report in map(finite_difference_check, cases) if not report.ok]
     if failed:

@@ -13,9 +13,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -206,8 +208,6 @@ def _write_cases(cases, out: Path, seed, generator: str, conventions) -> Path:
 def _dumps(obj: Any, width: int = 160) -> str:
     """JSON with one level of indentation per nesting, but any innermost list or object that
     fits in `width` characters on one line (shapes, tolerance entries)."""
-    import re
-
     text = json.dumps(obj, indent=1)
 
     def fold(match: re.Match) -> str:
@@ -248,8 +248,6 @@ def read_manifest(directory: str | Path) -> dict:
 def select_names(names: Iterable[str], only: str | Sequence[str] | None) -> list[str]:
     """The names matching `only`: comma-separated names or shell patterns ("quantizer.*").
     None selects everything; a pattern that matches nothing is an error listing the names."""
-    from fnmatch import fnmatchcase
-
     names = list(names)
     if only is None:
         return names

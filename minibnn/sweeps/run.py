@@ -24,8 +24,8 @@ from pathlib import Path
 import numba
 
 from ..blas_threads import blas_threads, set_blas_threads
-from ..commands.linear_eval import linear_evaluation
 from ..data import load_dataset
+from ..evaluate import linear_evaluation
 from ..methods import METHODS
 from ..train import (TrainConfig, load_model, load_state, read_history, resume_training,
                      run_training)
