@@ -28,7 +28,7 @@ from .reactnet import ReActNet, reactnet_a
 from .resnet import ResNet, resnet18, resnet20
 from .vgg import VGGSmall
 
-__all__ = ["ModelSpec", "MODELS", "list_models", "model_options", "build_model", "Backbone",
+__all__ = ["ModelSpec", "MODELS", "list_models", "option_names", "build_model", "Backbone",
            "ModelOutput", "MLP", "SmallCNN", "VGGSmall", "ResNet", "ReActNet", "resnet20", "resnet18",
            "reactnet_a", "ProjectionHead", "MLPHead", "cnn", "heads", "mlp", "reactnet",
            "resnet", "vgg"]
@@ -66,7 +66,7 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-def model_options(name: str) -> tuple:
+def option_names(name: str) -> tuple:
     """The model-specific keyword options of `name` (beyond build_model's common arguments)."""
     return _spec(name).options
 
@@ -85,14 +85,14 @@ def build_model(name: str, *, binary: bool = True, in_channels: int = 1, image_s
 
     Quantizer names default per model (see the module docstring); rng is a Generator or an int
     seed, and one generator initialises every layer, so the same seed gives the same weights.
-    `options` are model-specific (model_options(name) lists them), e.g. hidden_sizes for mlp,
+    `options` are model-specific (option_names(name) lists them), e.g. hidden_sizes for mlp,
     shortcut for resnet18, stage_channels / mlp_head / weight_init for reactnet.
     """
     spec = _spec(name)
-    unknown = sorted(set(options) - set(model_options(name)))
+    unknown = sorted(set(options) - set(spec.options))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; "
-                         f"valid options: {', '.join(model_options(name)) or 'none'}")
+                         f"valid options: {', '.join(spec.options) or 'none'}")
     return spec.builder(in_channels=in_channels, image_size=image_size, num_classes=num_classes,
                         width=width, binary=binary, input_quantizer=input_quantizer,
                         weight_quantizer=weight_quantizer, rng=rng, **options)
