@@ -139,7 +139,7 @@ def test_prologue_gives_layers_from_one_generator_in_build_order():
             super().__init__()
             p = self.prologue(("approx", "sign"), 2, 4, 0.5, binary, quantizers.get("qin"),
                               quantizers.get("qw"), rng)
-            self.conv = p.conv(2, p.scale(8), 3, 1, 1)
+            self.conv = p.conv(2, p.channels([8])[0], 3, 1, 1)
             self.act = p.act()
             self.fc = p.linear(4, 3)
             self.rng = p.rng

@@ -147,6 +147,14 @@ def test_weights_only_names_are_refused_for_inputs_with_their_counterpart(name, 
         make_quantizer(make_quantizer(name, "weight"), "input")
 
 
+def test_misspelt_weights_only_names_point_inputs_to_the_counterpart():
+    with pytest.raises(ValueError, match="unknown input quantizer 'irnt'; closest valid name: 'ede'"):
+        make_quantizer("irnt")
+    with pytest.raises(ValueError, match="unknown weight quantizer 'irnt'; closest valid name: "
+                                         "'irnet'"):
+        make_quantizer("irnt", "weight")
+
+
 def test_one_namespace_and_register_quantizer_checks_names_and_roles():
     assert list(QUANTIZERS) == ["ste", "approx", "ede", "identity", "xnor", "irnet", "reactnet",
                                 "sign", "none"]

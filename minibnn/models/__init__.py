@@ -38,7 +38,7 @@ __all__ = ["ModelSpec", "MODELS", "list_models", "option_names", "build_model", 
 class ModelSpec:
     builder: Callable[..., Module]
     quantizers: tuple               # default (input, weight) quantizer names
-    options: tuple                  # model-specific keyword options build_model passes on
+    option_names: tuple             # model-specific keyword options build_model passes on
     description: str
 
 
@@ -68,7 +68,7 @@ def list_models() -> list[str]:
 
 def option_names(name: str) -> tuple:
     """The model-specific keyword options of `name` (beyond build_model's common arguments)."""
-    return _spec(name).options
+    return _spec(name).option_names
 
 
 def _spec(name: str) -> ModelSpec:
@@ -89,10 +89,10 @@ def build_model(name: str, *, binary: bool = True, in_channels: int = 1, image_s
     shortcut for resnet18, stage_channels / mlp_head / weight_init for reactnet.
     """
     spec = _spec(name)
-    unknown = sorted(set(options) - set(spec.options))
+    unknown = sorted(set(options) - set(spec.option_names))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; "
-                         f"valid options: {', '.join(spec.options) or 'none'}")
+                         f"valid options: {', '.join(spec.option_names) or 'none'}")
     return spec.builder(in_channels=in_channels, image_size=image_size, num_classes=num_classes,
                         width=width, binary=binary, input_quantizer=input_quantizer,
                         weight_quantizer=weight_quantizer, rng=rng, **options)

@@ -204,13 +204,9 @@ class Prologue:
     width: float
     rng: np.random.Generator
 
-    def scale(self, channels: int) -> int:
-        """round(channels * width), at least 1 (scale_channels)."""
-        return scale_channels(channels, self.width)
-
     def channels(self, base: Sequence[int]) -> list:
-        """Each of `base` scaled by the width multiplier."""
-        return [self.scale(c) for c in base]
+        """Each of `base` scaled by the width multiplier: round(c * width), at least 1."""
+        return [scale_channels(c, self.width) for c in base]
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0, *, binary: bool = True) -> Module:

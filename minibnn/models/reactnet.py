@@ -66,13 +66,22 @@ def hardbinary_init(shape: tuple, rng: np.random.Generator) -> np.ndarray:
     return init.uniform(shape, rng, 0.0, 1e-3)
 
 
+_INIT_FUNCTIONS = {"default": None, "hardbinary": hardbinary_init}   # WEIGHT_INITS -> function
+
+
 class ReActBlock(Module):
-    """One ReActNet-A block: 3x3 part, then 1x1 part (one or two convs); see module docstring."""
+    """One ReActNet-A block: 3x3 part, then 1x1 part (one or two convs); see module docstring.
+
+    weight_init names the binary convs' initialisation, as in ReActNet: "default" or "hardbinary".
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, *, binary: bool,
                  input_quantizer, weight_quantizer, rng: np.random.Generator,
-                 weight_init=None):
+                 weight_init: str = "default"):
         super().__init__()
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(f"ReActBlock: weight_init must be one of {WEIGHT_INITS}, "
+                             f"got {weight_init!r}")
         if out_channels not in (in_channels, 2 * in_channels):
             raise ValueError(f"ReActBlock: out_channels must be in_channels or twice it, got "
                              f"{in_channels} -> {out_channels} (pick a width that keeps the "
@@ -83,7 +92,7 @@ class ReActBlock(Module):
                 return nnb.BinaryConv2d(in_channels, in_channels, k, s, k // 2, bias=False,
                                         input_quantizer="identity",
                                         weight_quantizer=weight_quantizer, rng=rng,
-                                        weight_init=weight_init)
+                                        weight_init=_INIT_FUNCTIONS[weight_init])
             return Conv2d(in_channels, in_channels, k, s, k // 2, bias=False, rng=rng)
 
         # the real twin keeps RSign's learnable bias but not the sign, so state_dict keys match
@@ -137,7 +146,7 @@ class ReActNet(Backbone):
         self.blocks = ModuleList([
             ReActBlock(a, b, s, binary=p.binary, input_quantizer=p.input_quantizer,
                        weight_quantizer=p.weight_quantizer, rng=rng,
-                       weight_init=hardbinary_init if weight_init == "hardbinary" else None)
+                       weight_init=weight_init)
             for a, b, s in zip(ch[:-1], ch[1:], strides)])
         # a stage ends where the next block downsamples, and at the last block
         self.stage_ends = [i for i in range(len(strides))

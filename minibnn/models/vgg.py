@@ -43,8 +43,8 @@ class VGGSmall(Backbone):
                           input_quantizer, weight_quantizer, rng, activation)
         layers, self.stage_ends = [], []
         c_in, size = in_channels, image_size
-        for i, (c, pool, ends) in enumerate(LAYERS):
-            c_out = p.scale(c)
+        widths = p.channels([c for c, _, _ in LAYERS])
+        for i, ((_, pool, ends), c_out) in enumerate(zip(LAYERS, widths)):
             conv = p.conv(c_in, c_out, 3, 1, 1, binary=i > 0)                    # conv0 is FP
             layers.append(Sequential(conv, *([MaxPool2d(2)] if pool else []),
                                      BatchNorm2d(c_out), p.act()))

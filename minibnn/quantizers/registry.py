@@ -102,18 +102,23 @@ def _check_role(role: str) -> None:
         raise ValueError(f"make_quantizer: role must be one of {ROLES}, got {role!r}")
 
 
+def _closest(name: str, valid: list) -> str:
+    """The closest valid name: a known one-role quantizer's counterpart, else by spelling."""
+    near = [name] if name in QUANTIZERS else difflib.get_close_matches(name, list(QUANTIZERS),
+                                                                        n=1, cutoff=0.6)
+    if near and near[0] in valid:
+        return near[0]
+    if near and QUANTIZERS[near[0]].counterpart in valid:
+        return QUANTIZERS[near[0]].counterpart
+    return difflib.get_close_matches(name, valid, n=1, cutoff=0.0)[0]
+
+
 def _unknown_name(name: str, role: str) -> ValueError:
     valid = quantizer_names(role)
-    if name in QUANTIZERS:
-        cls = QUANTIZERS[name]
-        close = ([cls.counterpart] if cls.counterpart in valid
-                 else difflib.get_close_matches(name, valid, n=1, cutoff=0.0))
-        return ValueError(f"quantizer {name!r} applies to {' and '.join(cls.roles)}s only, not "
-                          f"to {role}s; closest valid name: {close[0]!r} "
-                          f"(valid for {role}s: {', '.join(valid)})")
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.0)
-    hint = f"closest valid name: {close[0]!r}; " if close else ""
-    return ValueError(f"unknown {role} quantizer {name!r}; {hint}valid names: {', '.join(valid)}")
+    close, known = _closest(name, valid), QUANTIZERS.get(name)
+    what = (f"quantizer {name!r} applies to {' and '.join(known.roles)}s only, not to {role}s"
+            if known else f"unknown {role} quantizer {name!r}")
+    return ValueError(f"{what}; closest valid name: {close!r}; valid names: {', '.join(valid)}")
 
 
 def make_quantizer(spec: Any, role: str = "input", **options: Any) -> Quantizer:
