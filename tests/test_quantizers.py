@@ -1,6 +1,9 @@
 """Quantizers: sign(0) = +1, each pseudo-gradient against its closed form and the verified tables
 of docs/methods.md section 1, the registries, and the weight binarizers on their own."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -303,3 +306,15 @@ def test_quantizer_base_classes_are_exported():
 def test_sign_refuses_tensors_and_points_to_the_pseudo_gradient_versions():
     with pytest.raises(TypeError, match="ste_sign"):
         sign(Tensor(np.ones(3)))
+
+
+def test_docs_table_and_error_are_the_registry_and_the_real_message():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "quantizers.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` +\| `(\w+)` +\| ([a-z, ]+?) +\|", doc, re.M)
+    assert [(n, c) for n, c, _ in rows] == [(n, k.__name__) for n, k in QUANTIZERS.items()]
+    assert all(set(r.replace(" ", "").split(",")) == {x + "s" for x in QUANTIZERS[n].roles}
+               for n, _, r in rows)
+    stated = re.search(r'>>> make_quantizer\("none", "input"\)\nValueError: (.*)\n', doc).group(1)
+    with pytest.raises(ValueError) as err:
+        make_quantizer("none", "input")
+    assert str(err.value) == stated

@@ -1,4 +1,4 @@
-"""A small binary CNN: the default model of `minibnn train` (MNIST in minutes on a laptop CPU).
+"""A small binary CNN: the default model of `minibnn train`, sized for MNIST on a laptop CPU.
 
 Layout at width 1 on 1x28x28 (IR-Net order conv -> [pool] -> BN -> act, arXiv:1909.10788):
 

@@ -28,8 +28,8 @@ def sign(x: np.ndarray) -> np.ndarray:
     This is the packed engine's rule written out (bit 1 means -1), so training and the engine
     agree on every input: sign(0) = sign(-0.0) = +1 (np.copysign would give -1 for -0.0), and
     NaN, for which `x < 0` is False, also maps to +1. The result has x's dtype (float32 for
-    bool and unsigned inputs). The masked form is as fast as copysign and ten times faster
-    than np.where with scalar branches. For Tensors use ste_sign / approx_sign / ede_sign.
+    bool and unsigned inputs); why the masked form: docs/quantizers.md, lab notes. For
+    Tensors use ste_sign / approx_sign / ede_sign.
     """
     if isinstance(x, Tensor):
         raise TypeError("sign() works on ndarrays; for a Tensor use ste_sign, approx_sign or "
