@@ -126,7 +126,7 @@ DOCUMENTED_DEFAULTS = {"mlp": ("ste", "xnor"), "cnn": ("ste", "xnor"),
 def test_prologue_defaults_are_the_documented_ones_and_the_twin_has_none():
     assert set(DOCUMENTED_DEFAULTS) == set(MODELS)
     for name, expected in DOCUMENTED_DEFAULTS.items():
-        assert MODELS[name].quantizers == expected
+        assert MODELS[name].default_quantizers == expected
         assert make(name).quantizers == expected and make(name).binary
         assert make(name, weight_quantizer="none").quantizers == (expected[0], "none")
         assert make(name, binary=False).quantizers == (None, None)
@@ -146,7 +146,8 @@ def test_prologue_gives_layers_from_one_generator_in_build_order():
 
     gen = np.random.default_rng(7)
     tiny = Tiny(rng=gen)
-    assert tiny.rng is gen and tiny.input_shape == (2, 4, 4) and tiny.quantizers == ("approx", "sign")
+    assert tiny.rng is gen and tiny.input_shape == (2, 4, 4)
+    assert tiny.quantizers == ("approx", "sign")
     assert tiny.conv.weight.shape == (4, 2, 3, 3) and type(tiny.act).__name__ == "Hardtanh"
     assert (tiny.fc.input_quantizer.name, tiny.fc.weight_quantizer.name) == ("approx", "sign")
     twin = Tiny(binary=False, rng=7)                    # same draws, in the same order

@@ -37,7 +37,7 @@ __all__ = ["ModelSpec", "MODELS", "list_models", "option_names", "build_model", 
 @dataclass(frozen=True)
 class ModelSpec:
     builder: Callable[..., Module]
-    quantizers: tuple               # default (input, weight) quantizer names
+    default_quantizers: tuple       # (input, weight) names used when none are given
     option_names: tuple             # model-specific keyword options build_model passes on
     description: str
 
