@@ -86,6 +86,9 @@ def test_registry_lists_models_and_rejects_unknown_names_and_options():
     assert {"mlp", "cnn", "vgg_small", "resnet20", "resnet18", "reactnet"} <= set(list_models())
     with pytest.raises(ValueError, match="valid names: mlp, cnn, vgg_small"):
         build_model("alexnet")
+    with pytest.raises(ValueError, match="unknown model 'resnet19'; closest valid name: "
+                                         "'resnet18'"):
+        build_model("resnet19")
     with pytest.raises(ValueError, match="unknown option.*'depth'.*valid options: activation"):
         build_model("cnn", depth=3)
     with pytest.raises(ValueError, match="binary model only"):

@@ -16,6 +16,7 @@ ReLU (pass activation="hardtanh" to keep the BNN's activation). Default quantize
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -74,7 +75,9 @@ def option_names(name: str) -> tuple:
 def _spec(name: str) -> ModelSpec:
     key = name.lower().replace("-", "_")
     if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+        close = difflib.get_close_matches(key, list(MODELS), n=1, cutoff=0.0)
+        raise ValueError(f"unknown model {name!r}; closest valid name: {close[0]!r}; "
+                         f"valid names: {', '.join(MODELS)}")
     return MODELS[key]
 
 
