@@ -13,7 +13,7 @@ from minibnn.nn.binary import (BinaryConv2d, BinaryLinear, FlipRatio, LearnableB
                                RSign, binary_layers, clip_latent_weights, set_ede)
 from minibnn.quantizers import EDEQuantizer, IRNetWeight, XnorWeight, sign
 
-WEIGHT_QUANTIZERS = ["xnor", "irnet", "reactnet", "sign", "none"]
+WEIGHT_BINARIZERS = ["xnor", "irnet", "reactnet", "sign", "none"]
 CONV = dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding=1)
 
 
@@ -68,7 +68,7 @@ def weight_grad_closed_form(name: str, w: np.ndarray, dwb: np.ndarray, ede: EDEQ
 
 
 @pytest.mark.parametrize("kind", ["conv", "linear"])
-@pytest.mark.parametrize("name", WEIGHT_QUANTIZERS)
+@pytest.mark.parametrize("name", WEIGHT_BINARIZERS)
 def test_binary_layer_equals_real_layer_on_binarized_operands(kind, name, rng):
     layer = make_layer(kind, name)
     if name == "irnet":

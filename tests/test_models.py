@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from minibnn import Tensor, functional as F, no_grad
-from minibnn.models import MODELS, MLPHead, ProjectionHead, build_model, list_models, model_options
+from minibnn.models import (MODELS, Backbone, MLPHead, ProjectionHead, build_model, list_models,
+                            option_names)
 from minibnn.models.reactnet import REACTNET_A, AvgDown2
 from minibnn.models.resnet import ShortcutA
 from minibnn.nn import Conv2d
@@ -85,11 +86,14 @@ def test_registry_lists_models_and_rejects_unknown_names_and_options():
     assert {"mlp", "cnn", "vgg_small", "resnet20", "resnet18", "reactnet"} <= set(list_models())
     with pytest.raises(ValueError, match="valid names: mlp, cnn, vgg_small"):
         build_model("alexnet")
+    with pytest.raises(ValueError, match="unknown model 'resnet19'; closest valid name: "
+                                         "'resnet18'"):
+        build_model("resnet19")
     with pytest.raises(ValueError, match="unknown option.*'depth'.*valid options: activation"):
         build_model("cnn", depth=3)
     with pytest.raises(ValueError, match="binary model only"):
         build_model("cnn", binary=False, input_quantizer="ste")
-    assert "stage_channels" in model_options("reactnet")
+    assert "stage_channels" in option_names("reactnet")
     assert type(build_model("vgg-small", width=0.125, rng=0)).__name__ == "VGGSmall"
 
 
@@ -114,6 +118,50 @@ def test_default_quantizers_and_overrides(name, expected):
     assert {(m.input_quantizer.name, m.weight_quantizer.name)
             for _, m in binary_layers(override)} == {("approx", "sign")}
     assert not list(binary_layers(make(name, binary=False)))
+
+
+DOCUMENTED_DEFAULTS = {"mlp": ("ste", "xnor"), "cnn": ("ste", "xnor"),
+                       "vgg_small": ("ede", "irnet"), "resnet20": ("ede", "irnet"),
+                       "resnet18": ("ede", "irnet"), "reactnet": ("approx", "reactnet"),
+                       "reactnet_a": ("approx", "reactnet")}
+
+
+def test_prologue_defaults_are_the_documented_ones_and_the_twin_has_none():
+    assert set(DOCUMENTED_DEFAULTS) == set(MODELS)
+    for name, expected in DOCUMENTED_DEFAULTS.items():
+        assert MODELS[name].default_quantizers == expected
+        assert make(name).quantizers == expected and make(name).binary
+        assert make(name, weight_quantizer="none").quantizers == (expected[0], "none")
+        assert make(name, binary=False).quantizers == (None, None)
+        assert make(name).input_shape == (1, 28, 28)
+
+
+def test_prologue_gives_layers_from_one_generator_in_build_order():
+    class Tiny(Backbone):
+        def __init__(self, binary=True, rng=None, **quantizers):
+            super().__init__()
+            p = self.prologue(("approx", "sign"), 2, 4, 0.5, binary, quantizers.get("qin"),
+                              quantizers.get("qw"), rng)
+            self.conv = p.conv(2, p.channels([8])[0], 3, 1, 1)
+            self.act = p.act()
+            self.fc = p.linear(4, 3)
+            self.rng = p.rng
+
+    gen = np.random.default_rng(7)
+    tiny = Tiny(rng=gen)
+    assert tiny.rng is gen and tiny.input_shape == (2, 4, 4)
+    assert tiny.quantizers == ("approx", "sign")
+    assert tiny.conv.weight.shape == (4, 2, 3, 3) and type(tiny.act).__name__ == "Hardtanh"
+    assert (tiny.fc.input_quantizer.name, tiny.fc.weight_quantizer.name) == ("approx", "sign")
+    twin = Tiny(binary=False, rng=7)                    # same draws, in the same order
+    assert type(twin.act).__name__ == "ReLU" and not list(binary_layers(twin))
+    np.testing.assert_array_equal(twin.conv.weight.data, tiny.conv.weight.data)
+    np.testing.assert_array_equal(twin.fc.weight.data, tiny.fc.weight.data)
+    with pytest.raises(ValueError, match="Tiny: input_quantizer/weight_quantizer apply to the "
+                                         "binary model only"):
+        Tiny(binary=False, qin="ste")
+    with pytest.raises(ValueError, match="applies to weights only.*closest valid name: 'ste'"):
+        Tiny(qin="xnor")
 
 
 def test_irnet_models_respond_to_set_ede():

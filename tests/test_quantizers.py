@@ -1,16 +1,19 @@
 """Quantizers: sign(0) = +1, each pseudo-gradient against its closed form and the verified tables
 of docs/methods.md section 1, the registries, and the weight binarizers on their own."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from minibnn import Tensor
 from minibnn.autograd import gradcheck
-from minibnn.quantizers import (QUANTIZERS, WEIGHT_QUANTIZERS, ApproxSignQuantizer,
-                                CallableQuantizer, CallableWeight, EDEQuantizer,
-                                IdentityQuantizer, IRNetWeight, Quantizer, ReActNetWeight,
-                                RealWeight, SignWeight, SteQuantizer, XnorWeight, approx_sign,
-                                ede_sign, identity, make_quantizer, make_weight_quantizer, sign,
+from minibnn.quantizers import (QUANTIZERS, ApproxSignQuantizer, CallableQuantizer,
+                                EDEQuantizer, IdentityQuantizer, IRNetWeight, Quantizer,
+                                ReActNetWeight, RealWeight, SignWeight, SteQuantizer,
+                                WeightQuantizer, XnorWeight, approx_sign, ede_sign, identity,
+                                make_quantizer, quantizer_names, register_quantizer, sign,
                                 ste_sign)
 
 
@@ -109,8 +112,9 @@ def test_identity_returns_its_input_and_passes_the_gradient(rng):
                                       ("ede", EDEQuantizer), ("identity", IdentityQuantizer)])
 def test_make_quantizer_by_name(name, cls):
     q = make_quantizer(name)
-    assert type(q) is cls and q.name == name
-    assert set(QUANTIZERS) == {"ste", "approx", "ede", "identity"}
+    assert type(q) is cls and q.name == name and q.roles == ("input", "weight")
+    assert type(make_quantizer(name, "weight")) is cls         # elementwise: weights too
+    assert quantizer_names("input") == ["ste", "approx", "ede", "identity"]
     assert repr(q).startswith(cls.__name__ + "(")
     assert q.binary == (name != "identity")
 
@@ -125,12 +129,52 @@ def test_make_quantizer_passes_options_shares_objects_and_wraps_callables():
 
 
 def test_unknown_quantizer_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="ste, approx, ede, identity"):
+    with pytest.raises(ValueError, match="ste, approx, ede, identity$"):
         make_quantizer("tanh")
-    with pytest.raises(ValueError, match="xnor, irnet, reactnet, sign, none"):
-        make_weight_quantizer("binary")
+    with pytest.raises(ValueError, match="closest valid name: 'xnor'; valid names: ste, approx, "
+                                         "ede, identity, xnor, irnet, reactnet, sign, none"):
+        make_quantizer("xnr", "weight")
     with pytest.raises(TypeError):
         make_quantizer(3)
+    with pytest.raises(ValueError, match="role must be one of"):
+        make_quantizer("ste", "bias")
+
+
+@pytest.mark.parametrize("name,closest", [("none", "identity"), ("sign", "ste"), ("xnor", "ste"),
+                                          ("irnet", "ede"), ("reactnet", "approx")])
+def test_weights_only_names_are_refused_for_inputs_with_their_counterpart(name, closest):
+    with pytest.raises(ValueError, match=f"applies to weights only, not to inputs; closest "
+                                         f"valid name: '{closest}'"):
+        make_quantizer(name, "input")
+    with pytest.raises(ValueError, match="applies to weights only"):
+        make_quantizer(make_quantizer(name, "weight"), "input")
+
+
+def test_misspelt_weights_only_names_point_inputs_to_the_counterpart():
+    with pytest.raises(ValueError, match="unknown input quantizer 'irnt'; closest valid name: 'ede'"):
+        make_quantizer("irnt")
+    with pytest.raises(ValueError, match="unknown weight quantizer 'irnt'; closest valid name: "
+                                         "'irnet'"):
+        make_quantizer("irnt", "weight")
+
+
+def test_one_namespace_and_register_quantizer_checks_names_and_roles():
+    assert list(QUANTIZERS) == ["ste", "approx", "ede", "identity", "xnor", "irnet", "reactnet",
+                                "sign", "none"]
+    assert quantizer_names("weight") == list(QUANTIZERS)
+
+    class Clash(Quantizer):
+        name = "xnor"
+    with pytest.raises(ValueError, match="already taken by XnorWeight"):
+        register_quantizer(Clash)
+
+    class BadRole(Quantizer):
+        name, roles = "bad_role", ("bias",)
+    with pytest.raises(ValueError, match="roles must be among"):
+        register_quantizer(BadRole)
+    with pytest.raises(TypeError, match="Quantizer subclass"):
+        register_quantizer(int)
+    assert "bad_role" not in QUANTIZERS
 
 
 def test_ede_quantizer_defaults_and_mutable_t_k():
@@ -149,13 +193,22 @@ SHAPES = [(4, 3, 3, 3), (5, 7)]                                 # conv (M, C, k,
                                       ("reactnet", ReActNetWeight), ("sign", SignWeight),
                                       ("none", RealWeight)])
 def test_make_weight_quantizer_by_name(name, cls):
-    q = make_weight_quantizer(name)
-    assert type(q) is cls and q.name == name and list(WEIGHT_QUANTIZERS)[:5] == [
-        "xnor", "irnet", "reactnet", "sign", "none"]
+    q = make_quantizer(name, "weight")
+    assert type(q) is cls and q.name == name and q.roles == ("weight",)
+    assert isinstance(q, WeightQuantizer) and isinstance(q, Quantizer)
     assert repr(q).startswith(cls.__name__ + "(") and q.binary == (name != "none")
-    assert make_weight_quantizer(q) is q
-    assert isinstance(make_weight_quantizer(lambda w: w), CallableWeight)
-    assert isinstance(make_weight_quantizer(make_quantizer("approx")), SignWeight)
+    assert make_quantizer(q, "weight") is q
+    assert isinstance(make_quantizer(lambda w: w, "weight"), CallableQuantizer)
+    approx = make_quantizer("approx")
+    assert make_quantizer(approx, "weight") is approx           # elementwise: used as it is
+
+
+def test_elementwise_quantizers_on_weights_equal_the_sign_binarizer(rng):
+    w, dy = rng.normal(size=(4, 3, 3, 3)), rng.normal(size=(4, 3, 3, 3))
+    for name, inner in (("ste", "ste"), ("approx", "approx"), ("identity", "identity")):
+        direct, wrapped = make_quantizer(name, "weight"), SignWeight(inner)
+        np.testing.assert_array_equal(direct(Tensor(w)).data, wrapped(Tensor(w)).data)
+        np.testing.assert_array_equal(grad_of(direct, w, dy), grad_of(wrapped, w, dy))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -165,7 +218,7 @@ def test_xnor_forward_and_closed_form_gradient(shape, detach, rng):
     axes = tuple(range(1, len(shape)))
     n = int(np.prod(shape[1:]))
     alpha = np.mean(np.abs(w), axis=axes, keepdims=True)
-    q = make_weight_quantizer("xnor", detach_alpha=detach)
+    q = make_quantizer("xnor", "weight", detach_alpha=detach)
     np.testing.assert_allclose(q(Tensor(w)).data, alpha * sign(w), rtol=1e-15)  # sum/n vs mean
     expected = alpha * dy * (np.abs(w) <= 1)                      # through the STE
     if not detach:                                                 # through alpha = mean |W|
@@ -223,9 +276,9 @@ def test_irnet_needs_two_entries_per_filter():
 
 def test_reactnet_example_from_methods_section_1_2():
     w = np.array([[0.5, -2, 0.1], [-0.3, 0.3, 1.0]], np.float32).reshape(2, 3, 1, 1)
-    wb = make_weight_quantizer("reactnet")(Tensor(w)).data
+    wb = make_quantizer("reactnet", "weight")(Tensor(w)).data
     np.testing.assert_allclose(wb.sum(axis=(1, 2, 3)), [0.866667, 0.533333], rtol=1e-6)
-    grad = grad_of(make_weight_quantizer("reactnet"), w)         # alpha not in the gradient
+    grad = grad_of(make_quantizer("reactnet", "weight"), w)         # alpha not in the gradient
     np.testing.assert_array_equal(grad.ravel(), [1, 0, 1, 1, 1, 1])
 
 
@@ -253,3 +306,15 @@ def test_quantizer_base_classes_are_exported():
 def test_sign_refuses_tensors_and_points_to_the_pseudo_gradient_versions():
     with pytest.raises(TypeError, match="ste_sign"):
         sign(Tensor(np.ones(3)))
+
+
+def test_docs_table_and_error_are_the_registry_and_the_real_message():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "quantizers.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` +\| `(\w+)` +\| ([a-z, ]+?) +\|", doc, re.M)
+    assert [(n, c) for n, c, _ in rows] == [(n, k.__name__) for n, k in QUANTIZERS.items()]
+    assert all(set(r.replace(" ", "").split(",")) == {x + "s" for x in QUANTIZERS[n].roles}
+               for n, _, r in rows)
+    stated = re.search(r'>>> make_quantizer\("none", "input"\)\nValueError: (.*)\n', doc).group(1)
+    with pytest.raises(ValueError) as err:
+        make_quantizer("none", "input")
+    assert str(err.value) == stated

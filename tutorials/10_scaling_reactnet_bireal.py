@@ -18,7 +18,7 @@ from minibnn.data import load_dataset, transforms
 from minibnn.models import build_model
 from minibnn.nn.binary import BinaryConv2d, RPReLU, RSign
 from minibnn.plots import figure_dir, pyplot, save_figure
-from minibnn.quantizers import make_weight_quantizer, sign
+from minibnn.quantizers import make_quantizer, sign
 from minibnn.summary import summary
 
 rng = np.random.default_rng(0)
@@ -46,7 +46,7 @@ print(f"brute force: alpha = {best[1]:.6f}, B = sign(W): {np.array_equal(best[2]
 assert np.isclose(best[1], np.mean(np.abs(w))) and np.array_equal(best[2], np.sign(w))
 
 filters = rng.normal(size=(4, 3, 3, 3))                     # (M, C, kh, kw)
-wb = make_weight_quantizer("xnor")(Tensor(filters)).data
+wb = make_quantizer("xnor", "weight")(Tensor(filters)).data
 assert np.allclose(wb, np.mean(np.abs(filters), axis=(1, 2, 3), keepdims=True) * np.sign(filters))
 errors = {a: np.sum((filters[0] - a * np.sign(filters[0])) ** 2) for a in np.linspace(0.3, 1.3, 101)}
 assert min(errors, key=errors.get) == min(errors, key=lambda a: abs(a - np.abs(filters[0]).mean()))

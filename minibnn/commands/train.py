@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--input-quantizer", default=None,
                       help="activation binarizer: ste, approx, ede, identity (default: the architecture's)")
     what.add_argument("--weight-quantizer", default=None,
-                      help="weight binarizer: xnor, irnet, reactnet, sign, none (default: the architecture's)")
+                      help="weight binarizer: xnor, irnet, reactnet, sign, none, or an activation "
+                           "binarizer applied to W (default: the architecture's)")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=d.dataset,
                       help="mnist-t10k (bundled), mnist, fashion-mnist, cifar10, cifar100, synthetic")

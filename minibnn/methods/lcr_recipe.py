@@ -22,7 +22,7 @@ from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..nn import Parameter
 from ..nn import binary as binary_nn
-from ..quantizers import make_quantizer, make_weight_quantizer
+from ..quantizers import make_quantizer
 from . import Recipe, with_defaults
 from .lcr import VARIANTS, PowerIterationState, lcr_terms, loss_multiplier
 
@@ -110,8 +110,8 @@ def _latent_mode(model):
     modes = [(m, m.training) for m in model.modules()]
     try:
         for layer in layers:
-            layer.input_quantizer = make_quantizer("identity")
-            layer.weight_quantizer = make_weight_quantizer("none")
+            layer.input_quantizer = make_quantizer("identity", "input")
+            layer.weight_quantizer = make_quantizer("none", "weight")
         model.train()
         yield model
     finally:

@@ -162,7 +162,7 @@ def _check_step(step: int, weight_quantizer, real: bool) -> None:
 
 
 def _has_mlp_option(config) -> bool:
-    from ..models import model_options as options_of
+    from ..models import option_names as options_of
 
     return "mlp_head" in options_of(config.model)
 

@@ -16,6 +16,7 @@ ReLU (pass activation="hardtanh" to keep the BNN's activation). Default quantize
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,7 +29,7 @@ from .reactnet import ReActNet, reactnet_a
 from .resnet import ResNet, resnet18, resnet20
 from .vgg import VGGSmall
 
-__all__ = ["ModelSpec", "MODELS", "list_models", "model_options", "build_model", "Backbone",
+__all__ = ["ModelSpec", "MODELS", "list_models", "option_names", "build_model", "Backbone",
            "ModelOutput", "MLP", "SmallCNN", "VGGSmall", "ResNet", "ReActNet", "resnet20", "resnet18",
            "reactnet_a", "ProjectionHead", "MLPHead", "cnn", "heads", "mlp", "reactnet",
            "resnet", "vgg"]
@@ -37,8 +38,8 @@ __all__ = ["ModelSpec", "MODELS", "list_models", "model_options", "build_model",
 @dataclass(frozen=True)
 class ModelSpec:
     builder: Callable[..., Module]
-    quantizers: tuple               # default (input, weight) quantizer names
-    options: tuple                  # model-specific keyword options build_model passes on
+    default_quantizers: tuple       # (input, weight) names used when none are given
+    option_names: tuple             # model-specific keyword options build_model passes on
     description: str
 
 
@@ -66,15 +67,17 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-def model_options(name: str) -> tuple:
+def option_names(name: str) -> tuple:
     """The model-specific keyword options of `name` (beyond build_model's common arguments)."""
-    return _spec(name).options
+    return _spec(name).option_names
 
 
 def _spec(name: str) -> ModelSpec:
     key = name.lower().replace("-", "_")
     if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+        close = difflib.get_close_matches(key, list(MODELS), n=1, cutoff=0.0)
+        raise ValueError(f"unknown model {name!r}; closest valid name: {close[0]!r}; "
+                         f"valid names: {', '.join(MODELS)}")
     return MODELS[key]
 
 
@@ -85,14 +88,14 @@ def build_model(name: str, *, binary: bool = True, in_channels: int = 1, image_s
 
     Quantizer names default per model (see the module docstring); rng is a Generator or an int
     seed, and one generator initialises every layer, so the same seed gives the same weights.
-    `options` are model-specific (model_options(name) lists them), e.g. hidden_sizes for mlp,
+    `options` are model-specific (option_names(name) lists them), e.g. hidden_sizes for mlp,
     shortcut for resnet18, stage_channels / mlp_head / weight_init for reactnet.
     """
     spec = _spec(name)
-    unknown = sorted(set(options) - set(model_options(name)))
+    unknown = sorted(set(options) - set(spec.option_names))
     if unknown:
         raise ValueError(f"{name}: unknown option(s) {unknown}; "
-                         f"valid options: {', '.join(model_options(name)) or 'none'}")
+                         f"valid options: {', '.join(spec.option_names) or 'none'}")
     return spec.builder(in_channels=in_channels, image_size=image_size, num_classes=num_classes,
                         width=width, binary=binary, input_quantizer=input_quantizer,
                         weight_quantizer=weight_quantizer, rng=rng, **options)

@@ -1,4 +1,4 @@
-"""A small binary CNN: the default model of `minibnn train` (MNIST in minutes on a laptop CPU).
+"""A small binary CNN: the default model of `minibnn train`, sized for MNIST on a laptop CPU.
 
 Layout at width 1 on 1x28x28 (IR-Net order conv -> [pool] -> BN -> act, arXiv:1909.10788):
 
@@ -20,8 +20,8 @@ Differences from the paper: this architecture is ours, chosen for speed on a CPU
 from __future__ import annotations
 
 from ..autograd import Tensor
-from ..nn import BatchNorm2d, Linear, MaxPool2d, ModuleList, Sequential, as_generator
-from .heads import Backbone, make_activation, make_conv, resolve_quantizers, scale_channels
+from ..nn import BatchNorm2d, Linear, MaxPool2d, ModuleList, Sequential
+from .heads import Backbone
 
 __all__ = ["SmallCNN", "DEFAULT_QUANTIZERS", "CHANNELS"]
 
@@ -37,26 +37,19 @@ class SmallCNN(Backbone):
                  width: float = 1.0, binary: bool = True, input_quantizer: str | None = None,
                  weight_quantizer: str | None = None, activation: str | None = None, rng=None):
         super().__init__()
-        rng = as_generator(rng)
-        qin, qw = resolve_quantizers("SmallCNN", binary, input_quantizer, weight_quantizer,
-                                     DEFAULT_QUANTIZERS)
-        act = activation or ("hardtanh" if binary else "relu")
-        ch = [scale_channels(c, width) for c in CHANNELS]
-        self.input_shape = (in_channels, image_size, image_size)
-        self.binary, self.quantizers = binary, (qin, qw)
-
+        p = self.prologue(DEFAULT_QUANTIZERS, in_channels, image_size, width, binary,
+                          input_quantizer, weight_quantizer, rng, activation)
         stages, size, c_in = [], image_size, in_channels
-        for i, (c_out, pool) in enumerate(zip(ch, POOL_AFTER)):
-            conv = make_conv(c_in, c_out, 3, 1, 1, binary=binary and i > 0,  # stem stays FP
-                             input_quantizer=qin, weight_quantizer=qw, rng=rng)
+        for i, (c_out, pool) in enumerate(zip(p.channels(CHANNELS), POOL_AFTER)):
+            conv = p.conv(c_in, c_out, 3, 1, 1, binary=i > 0)                 # stem stays FP
             layers = [conv] + ([MaxPool2d(2)] if pool else [])
-            stages.append(Sequential(*layers, BatchNorm2d(c_out), make_activation(act)))
+            stages.append(Sequential(*layers, BatchNorm2d(c_out), p.act()))
             size, c_in = (size // 2 if pool else size), c_out
         if size < 1:
             raise ValueError(f"SmallCNN: image_size {image_size} is too small for 3 poolings")
         self.stages = ModuleList(stages)
-        self.embedding_dim = ch[-1] * size * size
-        self.classifier = Linear(self.embedding_dim, num_classes, rng=rng)          # FP
+        self.embedding_dim = c_in * size * size
+        self.classifier = Linear(self.embedding_dim, num_classes, rng=p.rng)        # FP
 
     def _stages(self, x: Tensor) -> list:
         features = []

@@ -11,7 +11,8 @@ encoder); whether a head is trained or frozen (CMIM freezes its random heads) is
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from ..autograd import Tensor
 from ..nn import Conv2d, Hardtanh, Identity, Linear, Module, ReLU, as_generator
 from ..nn import binary as nn_binary
 
-__all__ = ["ModelOutput", "Backbone", "ProjectionHead", "MLPHead", "scale_channels",
+__all__ = ["ModelOutput", "Backbone", "Prologue", "ProjectionHead", "MLPHead", "scale_channels",
            "make_conv", "make_linear", "make_activation", "resolve_quantizers"]
 
 
@@ -33,14 +34,34 @@ class ModelOutput(NamedTuple):
 class Backbone(Module):
     """Base class of the models: input check plus the forward family, built on two hooks.
 
-    Subclasses set `input_shape = (C, H, W)`, `binary`, `embedding_dim` and `classifier`, and
-    implement `_stages(x) -> list[Tensor]` (stage outputs) and `_pool(last_stage) -> (N, D)`.
+    Subclass constructors call `self.prologue(...)` once with the common arguments (it sets
+    `input_shape = (C, H, W)`, `binary` and `quantizers`), then set `embedding_dim` and
+    `classifier`, and implement `_stages(x) -> list[Tensor]` (stage outputs) and
+    `_pool(last_stage) -> (N, D)`.
     To evaluate linearly, replace `model.classifier` by a fresh Linear(embedding_dim, classes).
     """
 
     input_shape: tuple = ()
     binary: bool = True
+    quantizers: tuple = (None, None)
     embedding_dim: int = 0
+
+    def prologue(self, defaults: tuple, in_channels: int, image_size: int, width: float,
+                 binary: bool, input_quantizer, weight_quantizer, rng,
+                 activation: str | None = None) -> "Prologue":
+        """The constructor arguments every model shares -> a Prologue (layer factories).
+
+        Resolves the (input, weight) quantizer names (the model's `defaults` unless given; None
+        for the real twin, which refuses explicit ones), the activation ("hardtanh" for a BNN,
+        "relu" for its twin, unless given) and the generator (`rng`: Generator, int seed or
+        None); sets input_shape = (in_channels, image_size, image_size), binary and quantizers.
+        """
+        qin, qw = resolve_quantizers(type(self).__name__, binary, input_quantizer,
+                                     weight_quantizer, defaults)
+        self.input_shape = (in_channels, image_size, image_size)
+        self.binary, self.quantizers = binary, (qin, qw)
+        return Prologue(binary, qin, qw, activation or ("hardtanh" if binary else "relu"),
+                        width, as_generator(rng))
 
     def check_input(self, x: Tensor) -> None:
         if (not isinstance(x, Tensor) or x.ndim != 4
@@ -165,3 +186,39 @@ def make_activation(name: str) -> Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
+
+
+@dataclass(frozen=True)
+class Prologue:
+    """What a model constructor needs from the common arguments (made by Backbone.prologue).
+
+    One generator `rng` initialises every layer in construction order, so the same seed gives
+    the same weights. `conv` / `linear` give binary layers with the model's quantizers, or the
+    real twin's layers of the same shape; binary=False keeps one layer full precision.
+    """
+
+    binary: bool
+    input_quantizer: str | None       # None for the real twin
+    weight_quantizer: str | None
+    activation: str                   # "hardtanh", "relu" or "identity"
+    width: float
+    rng: np.random.Generator
+
+    def channels(self, base: Sequence[int]) -> list:
+        """Each of `base` scaled by the width multiplier: round(c * width), at least 1."""
+        return [scale_channels(c, self.width) for c in base]
+
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+             padding: int = 0, *, binary: bool = True) -> Module:
+        return make_conv(in_channels, out_channels, kernel_size, stride, padding,
+                         binary=self.binary and binary, input_quantizer=self.input_quantizer,
+                         weight_quantizer=self.weight_quantizer, rng=self.rng)
+
+    def linear(self, in_features: int, out_features: int) -> Module:
+        return make_linear(in_features, out_features, binary=self.binary,
+                           input_quantizer=self.input_quantizer,
+                           weight_quantizer=self.weight_quantizer, rng=self.rng)
+
+    def act(self) -> Module:
+        """A fresh instance of the model's activation."""
+        return make_activation(self.activation)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..autograd import Tensor
-from ..nn import BatchNorm1d, Linear, ModuleList, Sequential, as_generator
-from .heads import Backbone, make_activation, make_linear, resolve_quantizers, scale_channels
+from ..nn import BatchNorm1d, Linear, ModuleList, Sequential
+from .heads import Backbone
 
 __all__ = ["MLP", "DEFAULT_QUANTIZERS"]
 
@@ -36,26 +36,19 @@ class MLP(Backbone):
                  weight_quantizer: str | None = None, hidden_sizes: Sequence[int] = (512, 512, 512),
                  activation: str | None = None, rng=None):
         super().__init__()
-        rng = as_generator(rng)
         if len(hidden_sizes) < 1:
             raise ValueError("MLP: hidden_sizes needs at least one layer")
-        qin, qw = resolve_quantizers("MLP", binary, input_quantizer, weight_quantizer,
-                                     DEFAULT_QUANTIZERS)
-        act = activation or ("hardtanh" if binary else "relu")
-        sizes = [scale_channels(h, width) for h in hidden_sizes]
-        self.input_shape = (in_channels, image_size, image_size)
-        self.binary, self.embedding_dim = binary, sizes[-1]
-        self.quantizers = (qin, qw)
+        p = self.prologue(DEFAULT_QUANTIZERS, in_channels, image_size, width, binary,
+                          input_quantizer, weight_quantizer, rng, activation)
+        sizes = p.channels(hidden_sizes)
+        self.embedding_dim = sizes[-1]
 
         d_in = in_channels * image_size * image_size
-        self.input_layer = Sequential(Linear(d_in, sizes[0], bias=False, rng=rng),   # FP
-                                      BatchNorm1d(sizes[0]), make_activation(act))
-        self.hidden = ModuleList([
-            Sequential(make_linear(a, b, binary=binary, input_quantizer=qin,
-                                   weight_quantizer=qw, rng=rng),
-                       BatchNorm1d(b), make_activation(act))
-            for a, b in zip(sizes[:-1], sizes[1:])])
-        self.classifier = Linear(sizes[-1], num_classes, rng=rng)                    # FP
+        self.input_layer = Sequential(Linear(d_in, sizes[0], bias=False, rng=p.rng),   # FP
+                                      BatchNorm1d(sizes[0]), p.act())
+        self.hidden = ModuleList([Sequential(p.linear(a, b), BatchNorm1d(b), p.act())
+                                  for a, b in zip(sizes[:-1], sizes[1:])])
+        self.classifier = Linear(sizes[-1], num_classes, rng=p.rng)                    # FP
 
     def _stages(self, x: Tensor) -> list:
         h = self.input_layer(x.flatten(1))          # (N, C*H*W) -> (N, D_0)

@@ -32,9 +32,9 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
-from ..nn import BatchNorm2d, Conv2d, Identity, Linear, Module, ModuleList, as_generator, init
+from ..nn import BatchNorm2d, Conv2d, Identity, Linear, Module, ModuleList, init
 from ..nn import binary as nnb
-from .heads import Backbone, MLPHead, resolve_quantizers, scale_channels
+from .heads import Backbone, MLPHead
 
 __all__ = ["ReActNet", "ReActBlock", "AvgDown2", "hardbinary_init", "reactnet_a", "REACTNET_A",
            "REACTNET_SMALL", "DEFAULT_QUANTIZERS"]
@@ -66,13 +66,22 @@ def hardbinary_init(shape: tuple, rng: np.random.Generator) -> np.ndarray:
     return init.uniform(shape, rng, 0.0, 1e-3)
 
 
+_INIT_FUNCTIONS = {"default": None, "hardbinary": hardbinary_init}   # WEIGHT_INITS -> function
+
+
 class ReActBlock(Module):
-    """One ReActNet-A block: 3x3 part, then 1x1 part (one or two convs); see module docstring."""
+    """One ReActNet-A block: 3x3 part, then 1x1 part (one or two convs); see module docstring.
+
+    weight_init names the binary convs' initialisation, as in ReActNet: "default" or "hardbinary".
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, *, binary: bool,
                  input_quantizer, weight_quantizer, rng: np.random.Generator,
-                 weight_init=None):
+                 weight_init: str = "default"):
         super().__init__()
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(f"ReActBlock: weight_init must be one of {WEIGHT_INITS}, "
+                             f"got {weight_init!r}")
         if out_channels not in (in_channels, 2 * in_channels):
             raise ValueError(f"ReActBlock: out_channels must be in_channels or twice it, got "
                              f"{in_channels} -> {out_channels} (pick a width that keeps the "
@@ -83,7 +92,7 @@ class ReActBlock(Module):
                 return nnb.BinaryConv2d(in_channels, in_channels, k, s, k // 2, bias=False,
                                         input_quantizer="identity",
                                         weight_quantizer=weight_quantizer, rng=rng,
-                                        weight_init=weight_init)
+                                        weight_init=_INIT_FUNCTIONS[weight_init])
             return Conv2d(in_channels, in_channels, k, s, k // 2, bias=False, rng=rng)
 
         # the real twin keeps RSign's learnable bias but not the sign, so state_dict keys match
@@ -118,26 +127,26 @@ class ReActNet(Backbone):
                  mlp_head: bool = False, head_dim: int = 128, weight_init: str = "default",
                  rng=None):
         super().__init__()
-        rng = as_generator(rng)
         if weight_init not in WEIGHT_INITS:
             raise ValueError(f"ReActNet: weight_init must be one of {WEIGHT_INITS}, "
                              f"got {weight_init!r}")
         if len(stage_channels) < 2:
             raise ValueError("ReActNet: stage_channels needs the stem width and at least one block")
-        qin, qw = resolve_quantizers("ReActNet", binary, input_quantizer, weight_quantizer,
-                                     DEFAULT_QUANTIZERS)
+        p = self.prologue(DEFAULT_QUANTIZERS, in_channels, image_size, width, binary,
+                          input_quantizer, weight_quantizer, rng)
         base = list(stage_channels)
         # official rule, on the unscaled widths: stride 2 where channels change, except into 64
         strides = [2 if (a != b and b != 64) else 1 for a, b in zip(base[:-1], base[1:])]
-        ch = [scale_channels(c, width) for c in base]
-        self.input_shape = (in_channels, image_size, image_size)
-        self.binary, self.quantizers, self.embedding_dim = binary, (qin, qw), ch[-1]
+        ch = p.channels(base)
+        self.embedding_dim = ch[-1]
 
+        rng = p.rng
         self.stem_conv = Conv2d(in_channels, ch[0], 3, stem_stride, 1, bias=False, rng=rng)  # FP
         self.stem_bn = BatchNorm2d(ch[0])
         self.blocks = ModuleList([
-            ReActBlock(a, b, s, binary=binary, input_quantizer=qin, weight_quantizer=qw, rng=rng,
-                       weight_init=hardbinary_init if weight_init == "hardbinary" else None)
+            ReActBlock(a, b, s, binary=p.binary, input_quantizer=p.input_quantizer,
+                       weight_quantizer=p.weight_quantizer, rng=rng,
+                       weight_init=weight_init)
             for a, b, s in zip(ch[:-1], ch[1:], strides)])
         # a stage ends where the next block downsamples, and at the last block
         self.stage_ends = [i for i in range(len(strides))

@@ -32,8 +32,8 @@ import numpy as np
 from .. import functional as F
 from ..autograd import Tensor
 from ..nn import (BatchNorm1d, BatchNorm2d, Conv2d, Identity, Linear, Module, ModuleList,
-                  Sequential, as_generator)
-from .heads import Backbone, make_activation, make_conv, resolve_quantizers, scale_channels
+                  Sequential)
+from .heads import Backbone, make_activation, make_conv
 
 __all__ = ["ResNet", "BiRealBlock", "ShortcutA", "resnet20", "resnet18", "DEFAULT_QUANTIZERS"]
 
@@ -108,33 +108,30 @@ class ResNet(Backbone):
                  stage_channels: Sequence[int] = (16, 32, 64), blocks_per_stage: Sequence[int] = (3, 3, 3), shortcut: str = "a",
                  stem_activation: bool = True, activation: str | None = None, rng=None):
         super().__init__()
-        rng = as_generator(rng)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"ResNet: shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
         if len(stage_channels) != len(blocks_per_stage):
             raise ValueError("ResNet: stage_channels and blocks_per_stage differ in length")
-        qin, qw = resolve_quantizers("ResNet", binary, input_quantizer, weight_quantizer,
-                                     DEFAULT_QUANTIZERS)
-        act = activation or ("hardtanh" if binary else "relu")
-        ch = [scale_channels(c, width) for c in stage_channels]
-        self.input_shape = (in_channels, image_size, image_size)
-        self.binary, self.quantizers, self.embedding_dim = binary, (qin, qw), ch[-1]
+        p = self.prologue(DEFAULT_QUANTIZERS, in_channels, image_size, width, binary,
+                          input_quantizer, weight_quantizer, rng, activation)
+        ch = p.channels(stage_channels)
+        self.embedding_dim = ch[-1]
 
-        self.stem = Sequential(Conv2d(in_channels, ch[0], 3, 1, 1, bias=False, rng=rng),  # FP
-                               BatchNorm2d(ch[0]),
-                               *([make_activation(act)] if stem_activation else []))
+        self.stem = Sequential(Conv2d(in_channels, ch[0], 3, 1, 1, bias=False, rng=p.rng),  # FP
+                               BatchNorm2d(ch[0]), *([p.act()] if stem_activation else []))
         stages, c_in = [], ch[0]
         for i, (c, n) in enumerate(zip(ch, blocks_per_stage)):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(BiRealBlock(c_in, c, stride, binary=binary, input_quantizer=qin,
-                                          weight_quantizer=qw, shortcut=shortcut,
-                                          activation=act, rng=rng))
+                blocks.append(BiRealBlock(c_in, c, stride, binary=p.binary,
+                                          input_quantizer=p.input_quantizer,
+                                          weight_quantizer=p.weight_quantizer, shortcut=shortcut,
+                                          activation=p.activation, rng=p.rng))
                 c_in = c
             stages.append(Sequential(*blocks))
         self.stages = ModuleList(stages)
-        self.classifier = Sequential(BatchNorm1d(ch[-1]), Linear(ch[-1], num_classes, rng=rng))
+        self.classifier = Sequential(BatchNorm1d(ch[-1]), Linear(ch[-1], num_classes, rng=p.rng))
 
     def _stages(self, x: Tensor) -> list:
         x = self.stem(x)                          # (N, C_0, H, W)

@@ -21,8 +21,8 @@ real twin uses ReLU (the usual FP VGG-small) unless `activation="hardtanh"` is p
 from __future__ import annotations
 
 from ..autograd import Tensor
-from ..nn import BatchNorm2d, Linear, MaxPool2d, ModuleList, Sequential, as_generator
-from .heads import Backbone, make_activation, make_conv, resolve_quantizers, scale_channels
+from ..nn import BatchNorm2d, Linear, MaxPool2d, ModuleList, Sequential
+from .heads import Backbone
 
 __all__ = ["VGGSmall", "DEFAULT_QUANTIZERS", "LAYERS"]
 
@@ -39,21 +39,15 @@ class VGGSmall(Backbone):
                  width: float = 1.0, binary: bool = True, input_quantizer: str | None = None,
                  weight_quantizer: str | None = None, activation: str | None = None, rng=None):
         super().__init__()
-        rng = as_generator(rng)
-        qin, qw = resolve_quantizers("VGGSmall", binary, input_quantizer, weight_quantizer,
-                                     DEFAULT_QUANTIZERS)
-        act = activation or ("hardtanh" if binary else "relu")
-        self.input_shape = (in_channels, image_size, image_size)
-        self.binary, self.quantizers = binary, (qin, qw)
-
+        p = self.prologue(DEFAULT_QUANTIZERS, in_channels, image_size, width, binary,
+                          input_quantizer, weight_quantizer, rng, activation)
         layers, self.stage_ends = [], []
         c_in, size = in_channels, image_size
-        for i, (c, pool, ends) in enumerate(LAYERS):
-            c_out = scale_channels(c, width)
-            conv = make_conv(c_in, c_out, 3, 1, 1, binary=binary and i > 0,     # conv0 is FP
-                             input_quantizer=qin, weight_quantizer=qw, rng=rng)
+        widths = p.channels([c for c, _, _ in LAYERS])
+        for i, ((_, pool, ends), c_out) in enumerate(zip(LAYERS, widths)):
+            conv = p.conv(c_in, c_out, 3, 1, 1, binary=i > 0)                    # conv0 is FP
             layers.append(Sequential(conv, *([MaxPool2d(2)] if pool else []),
-                                     BatchNorm2d(c_out), make_activation(act)))
+                                     BatchNorm2d(c_out), p.act()))
             if ends:
                 self.stage_ends.append(i)
             c_in, size = c_out, (size // 2 if pool else size)
@@ -61,7 +55,7 @@ class VGGSmall(Backbone):
             raise ValueError(f"VGGSmall: image_size {image_size} is too small for 3 poolings")
         self.layers = ModuleList(layers)
         self.embedding_dim = c_in * size * size
-        self.classifier = Linear(self.embedding_dim, num_classes, rng=rng)         # FP
+        self.classifier = Linear(self.embedding_dim, num_classes, rng=p.rng)       # FP
 
     def _stages(self, x: Tensor) -> list:
         features = []

@@ -13,8 +13,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor, no_grad
-from ..quantizers import (EDEQuantizer, Quantizer, WeightQuantizer, make_quantizer,
-                          make_weight_quantizer)
+from ..quantizers import EDEQuantizer, Quantizer, make_quantizer
 from . import init
 from .layers import PReLU, as_generator
 from .module import Module, Parameter
@@ -41,8 +40,8 @@ class _BinaryLayer(Module):
         self.bias = Parameter(b) if bias else None
 
     def _init_quantizers(self, input_quantizer: Any, weight_quantizer: Any) -> None:
-        self.input_quantizer: Quantizer = make_quantizer(input_quantizer)
-        self.weight_quantizer: WeightQuantizer = make_weight_quantizer(weight_quantizer)
+        self.input_quantizer: Quantizer = make_quantizer(input_quantizer, "input")
+        self.weight_quantizer: Quantizer = make_quantizer(weight_quantizer, "weight")
         shared = getattr(self.weight_quantizer, "quantizer", None)
         if (isinstance(weight_quantizer, str) and isinstance(self.input_quantizer, EDEQuantizer)
                 and isinstance(shared, EDEQuantizer)):
@@ -68,7 +67,7 @@ class BinaryConv2d(_BinaryLayer):
 
     The optimizer updates the latent real W (M, C, k, k), initialised like nn.Conv2d (PyTorch's
     default) or by `weight_init(shape, rng)`; the forward only sees q_w(W) = scale * (+-1).
-    Quantizers are names (QUANTIZERS / WEIGHT_QUANTIZERS), callables or quantizer objects.
+    Quantizers are names in QUANTIZERS (valid for the role), callables or quantizer objects.
     Padding is ZERO padding of the binarized input: padded positions contribute 0, not +-1, so
     outputs near the border sum fewer terms; the packed engine (which cannot store 0 in a bit)
     corrects for exactly this. With weight_quantizer="irnet" and input_quantizer="ede" the two
@@ -160,7 +159,7 @@ class RSign(Module):
     def __init__(self, channels: int, quantizer: Any = "approx"):
         super().__init__()
         self.shift = LearnableBias(channels)
-        self.quantizer = make_quantizer(quantizer)
+        self.quantizer = make_quantizer(quantizer, "input")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.quantizer(self.shift(x))            # x's shape, in {-1, +1}

@@ -1,7 +1,9 @@
 """Quantizers: sign with pseudo-gradients (STE, ApproxSign, EDE) and weight binarizers.
 
-    sign.py     sign(x), the sign Functions, activation Quantizer objects and their registry
-    weights.py  weight binarizers (xnor, irnet, reactnet, sign, none) and their registry
+    registry.py the Quantizer base class, the one registry QUANTIZERS of names for inputs and
+                weights, and the factory make_quantizer(spec, role="input" | "weight")
+    sign.py     sign(x), the sign Functions, elementwise quantizers (ste, approx, ede, identity)
+    weights.py  weights-only binarizers (xnor, irnet, reactnet, sign, none)
 
 Imports only numpy and minibnn.autograd. Papers: BNN arXiv:1602.02830, XNOR-Net 1603.05279,
 Bi-Real 1808.00278, IR-Net 1909.10788, ReActNet 2003.03488. Multi-bit quantizers are left out.
@@ -18,17 +20,19 @@ binarized (see nn/binary.py).
 follows the official code gives).
 """
 
-from .sign import (QUANTIZERS, ApproxSign, ApproxSignQuantizer, CallableQuantizer, EDEQuantizer,
-                   EDESign, IdentityQuantizer, Quantizer, SignSTE, SteQuantizer, approx_sign,
-                   ede_sign, identity, make_quantizer, sign, sign_zero, ste_sign)
-from .weights import (WEIGHT_QUANTIZERS, CallableWeight, IRNetWeight, ReActNetWeight,
-                      ReActNetWeightSign, RealWeight, SignWeight, WeightQuantizer, XnorWeight,
-                      make_weight_quantizer)
+from .registry import (QUANTIZERS, ROLES, CallableQuantizer, Quantizer, make_quantizer,
+                       quantizer_names, register_quantizer)
+from .sign import (ApproxSign, ApproxSignQuantizer, EDEQuantizer, EDESign, IdentityQuantizer,
+                   SignSTE, SteQuantizer, approx_sign, ede_sign, identity, sign, sign_zero,
+                   ste_sign)
+from .weights import (IRNetWeight, ReActNetWeight, ReActNetWeightSign, RealWeight, SignWeight,
+                      WeightQuantizer, XnorWeight)
 
 __all__ = [
-    "sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign", "identity",
-    "Quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer", "IdentityQuantizer",
-    "CallableQuantizer", "QUANTIZERS", "make_quantizer",
+    "sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign",
+    "identity", "ROLES", "Quantizer", "CallableQuantizer", "QUANTIZERS", "register_quantizer",
+    "quantizer_names", "make_quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer",
+    "IdentityQuantizer",
     "WeightQuantizer", "XnorWeight", "IRNetWeight", "ReActNetWeight", "ReActNetWeightSign",
-    "SignWeight", "RealWeight", "CallableWeight", "WEIGHT_QUANTIZERS", "make_weight_quantizer",
+    "SignWeight", "RealWeight",
 ]

@@ -1,23 +1,25 @@
-"""Activation quantizers: sign with hand-written pseudo-gradients, and named quantizer objects.
+"""Elementwise quantizers: sign with hand-written pseudo-gradients, and their quantizer objects.
 
 Each sign Function has the same forward, `sign` (sign(0) = +1), and differs only in the
 pseudo-gradient its backward returns. The quantizer objects wrap them so a layer, a config
-file or a training schedule can name one ("ste", "approx", "ede", "identity") and mutate its
-hyper-parameters (EDE's t and k change every epoch).
+file or a training schedule can name one ("ste", "approx", "ede", "identity"; registered in
+the one vocabulary of registry.py) and mutate its hyper-parameters (EDE's t and k change every
+epoch). Being elementwise, they apply to inputs and to weights (unscaled sign of W).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from ..autograd import Context, Function, Tensor
+from .registry import Quantizer, register_quantizer
 
-__all__ = ["sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign",
-           "identity", "Quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer",
-           "IdentityQuantizer", "CallableQuantizer", "QUANTIZERS", "make_quantizer"]
+__all__ = ["sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign",
+           "ede_sign", "identity", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer",
+           "IdentityQuantizer"]
 
 
 def sign(x: np.ndarray) -> np.ndarray:
@@ -26,8 +28,8 @@ def sign(x: np.ndarray) -> np.ndarray:
     This is the packed engine's rule written out (bit 1 means -1), so training and the engine
     agree on every input: sign(0) = sign(-0.0) = +1 (np.copysign would give -1 for -0.0), and
     NaN, for which `x < 0` is False, also maps to +1. The result has x's dtype (float32 for
-    bool and unsigned inputs). The masked form is as fast as copysign and ten times faster
-    than np.where with scalar branches. For Tensors use ste_sign / approx_sign / ede_sign.
+    bool and unsigned inputs); why the masked form: docs/quantizers.md, lab notes. For
+    Tensors use ste_sign / approx_sign / ede_sign.
     """
     if isinstance(x, Tensor):
         raise TypeError("sign() works on ndarrays; for a Tensor use ste_sign, approx_sign or "
@@ -155,22 +157,7 @@ def identity(x: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------- quantizer objects
-class Quantizer:
-    """A named, callable activation quantizer: Tensor -> Tensor.
-
-    `binary` says whether the output is in {-1, +1} (so the packed engine can run it).
-    """
-
-    name: str = ""
-    binary: bool = True
-
-    def __call__(self, x: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
+@register_quantizer
 class SteQuantizer(Quantizer):
     """sign with the clipped straight-through pseudo-gradient; `clip` may be changed later."""
 
@@ -186,6 +173,7 @@ class SteQuantizer(Quantizer):
         return f"SteQuantizer(clip={self.clip:g})"
 
 
+@register_quantizer
 class ApproxSignQuantizer(Quantizer):
     """sign with Bi-Real's ApproxSign pseudo-gradient."""
 
@@ -195,6 +183,7 @@ class ApproxSignQuantizer(Quantizer):
         return approx_sign(x)
 
 
+@register_quantizer
 class EDEQuantizer(Quantizer):
     """sign with IR-Net's EDE pseudo-gradient; training sets `.t` and `.k` every epoch.
 
@@ -213,6 +202,7 @@ class EDEQuantizer(Quantizer):
         return f"EDEQuantizer(t={self.t:g}, k={self.k:g})"
 
 
+@register_quantizer
 class IdentityQuantizer(Quantizer):
     """No quantization (real-valued activations)."""
 
@@ -221,44 +211,3 @@ class IdentityQuantizer(Quantizer):
 
     def __call__(self, x: Tensor) -> Tensor:
         return identity(x)
-
-
-class CallableQuantizer(Quantizer):
-    """Any function Tensor -> Tensor, given a name and a repr. Assumed to binarize."""
-
-    name = "callable"
-
-    def __init__(self, fn: Callable[[Tensor], Tensor], binary: bool = True):
-        self.fn, self.binary = fn, binary
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.fn(x)
-
-    def __repr__(self) -> str:
-        return f"CallableQuantizer({getattr(self.fn, '__name__', repr(self.fn))})"
-
-
-QUANTIZERS: dict[str, type] = {
-    "ste": SteQuantizer,
-    "approx": ApproxSignQuantizer,
-    "ede": EDEQuantizer,
-    "identity": IdentityQuantizer,
-}
-
-
-def make_quantizer(spec: Any, **options: Any) -> Quantizer:
-    """A Quantizer from a name in QUANTIZERS (options go to its constructor), a Quantizer
-    (returned as is, so several layers can share one), or a callable (wrapped)."""
-    if isinstance(spec, Quantizer):
-        if options:
-            raise ValueError(f"make_quantizer: options {sorted(options)} given with a ready "
-                             f"Quantizer {spec!r}; set its attributes instead")
-        return spec
-    if isinstance(spec, str):
-        if spec not in QUANTIZERS:
-            raise ValueError(f"unknown quantizer {spec!r}; valid names: {', '.join(QUANTIZERS)}")
-        return QUANTIZERS[spec](**options)
-    if callable(spec):
-        return CallableQuantizer(spec, **options)
-    raise TypeError(f"make_quantizer: expected a name ({', '.join(QUANTIZERS)}), a Quantizer "
-                    f"or a callable, got {type(spec).__name__}")

@@ -4,20 +4,23 @@ All work per output channel (axis 0) on conv weights (M, C, kh, kw) and linear w
 the scale of output channel o is computed over the n = C*kh*kw (or K) entries of W_o.
 Implemented: XNOR-Net (mean |W| scale), IR-Net (balanced weights, power-of-two scale, EDE),
 ReActNet (detached scale, straight-through clip), plain sign, and real weights (no binarizer).
+They are registered in the one vocabulary of registry.py with roles = ("weight",): the scaled
+ones need the filter axis; "sign" and "none" are the papers' names for the unscaled sign and
+the real weights (the elementwise "ste" and "identity" compute the same on a weight).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..autograd import Context, Function, Tensor
-from .sign import Quantizer, make_quantizer, sign
+from .registry import Quantizer, make_quantizer, register_quantizer
+from .sign import sign
 
 __all__ = ["ReActNetWeightSign", "WeightQuantizer", "XnorWeight", "IRNetWeight",
-           "ReActNetWeight", "SignWeight", "RealWeight", "CallableWeight", "WEIGHT_QUANTIZERS",
-           "make_weight_quantizer"]
+           "ReActNetWeight", "SignWeight", "RealWeight"]
 
 
 def _channel_axes(w: Any) -> tuple:
@@ -50,22 +53,17 @@ class ReActNetWeightSign(Function):
         return dy * (np.abs(w) <= ctx.clip)
 
 
-class WeightQuantizer:
-    """A named, callable weight binarizer: latent W (Tensor) -> binary W_b (Tensor), same shape.
+class WeightQuantizer(Quantizer):
+    """A weights-only quantizer: latent W (Tensor) -> binary W_b (Tensor), same shape.
 
-    `binary` is False only for RealWeight ("none"), whose output is the real W itself.
+    `binary` is False only for RealWeight ("none"), whose output is the real W itself. The
+    inner elementwise quantizer Q of the binarizers below is any name valid for inputs.
     """
 
-    name: str = ""
-    binary: bool = True
-
-    def __call__(self, w: Tensor) -> Tensor:  # pragma: no cover
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+    roles = ("weight",)
 
 
+@register_quantizer
 class XnorWeight(WeightQuantizer):
     """XNOR-Net weights: W_b = alpha_o * Q(W_o), alpha_o = mean |W_o| (the L1-optimal scale).
 
@@ -81,9 +79,10 @@ class XnorWeight(WeightQuantizer):
     """
 
     name = "xnor"
+    counterpart = "ste"
 
     def __init__(self, quantizer: Any = "ste", detach_alpha: bool = False):
-        self.quantizer = make_quantizer(quantizer)
+        self.quantizer = make_quantizer(quantizer, "input")
         self.detach_alpha = bool(detach_alpha)
 
     def __call__(self, w: Tensor) -> Tensor:
@@ -98,6 +97,7 @@ class XnorWeight(WeightQuantizer):
         return f"XnorWeight(quantizer={self.quantizer!r}, detach_alpha={self.detach_alpha})"
 
 
+@register_quantizer
 class IRNetWeight(WeightQuantizer):
     """IR-Net weights: balanced (standardised) filters, a power-of-two scale, EDE sign.
 
@@ -116,9 +116,10 @@ class IRNetWeight(WeightQuantizer):
     """
 
     name = "irnet"
+    counterpart = "ede"
 
     def __init__(self, quantizer: Any = "ede"):
-        self.quantizer = make_quantizer(quantizer)
+        self.quantizer = make_quantizer(quantizer, "input")
 
     def standardize(self, w: Tensor) -> Tensor:
         """W_hat = (W - mean) / std per output channel, differentiable."""
@@ -140,6 +141,7 @@ class IRNetWeight(WeightQuantizer):
         return f"IRNetWeight(quantizer={self.quantizer!r})"
 
 
+@register_quantizer
 class ReActNetWeight(WeightQuantizer):
     """ReActNet weights: W_b = alpha_o * sign(W_o) with alpha_o = mean |W_o| detached,
     dW = dW_b * 1[|W| <= clip] (see ReActNetWeightSign).
@@ -150,6 +152,7 @@ class ReActNetWeight(WeightQuantizer):
     """
 
     name = "reactnet"
+    counterpart = "approx"
 
     def __init__(self, clip: float = 1.0):
         self.clip = float(clip)
@@ -161,13 +164,15 @@ class ReActNetWeight(WeightQuantizer):
         return f"ReActNetWeight(clip={self.clip:g})"
 
 
+@register_quantizer
 class SignWeight(WeightQuantizer):
     """Unscaled binary weights W_b = Q(W) (BNN, arXiv:1602.02830), Q default STE with clip 1."""
 
     name = "sign"
+    counterpart = "ste"
 
     def __init__(self, quantizer: Any = "ste"):
-        self.quantizer = make_quantizer(quantizer)
+        self.quantizer = make_quantizer(quantizer, "input")
 
     def __call__(self, w: Tensor) -> Tensor:
         return self.quantizer(w)
@@ -176,57 +181,13 @@ class SignWeight(WeightQuantizer):
         return f"SignWeight(quantizer={self.quantizer!r})"
 
 
+@register_quantizer
 class RealWeight(WeightQuantizer):
     """No binarizer: the layer uses its real weights (S2-BNN step 1: binary activations only)."""
 
     name = "none"
+    counterpart = "identity"
     binary = False
 
     def __call__(self, w: Tensor) -> Tensor:
         return w
-
-
-class CallableWeight(WeightQuantizer):
-    """Any function Tensor -> Tensor used as a weight binarizer. Assumed to binarize."""
-
-    name = "callable"
-
-    def __init__(self, fn: Callable[[Tensor], Tensor], binary: bool = True):
-        self.fn, self.binary = fn, binary
-
-    def __call__(self, w: Tensor) -> Tensor:
-        return self.fn(w)
-
-    def __repr__(self) -> str:
-        return f"CallableWeight({getattr(self.fn, '__name__', repr(self.fn))})"
-
-
-WEIGHT_QUANTIZERS: dict[str, type] = {
-    "xnor": XnorWeight,
-    "irnet": IRNetWeight,
-    "reactnet": ReActNetWeight,
-    "sign": SignWeight,
-    "none": RealWeight,
-}
-
-
-def make_weight_quantizer(spec: Any, **options: Any) -> WeightQuantizer:
-    """A WeightQuantizer from a name in WEIGHT_QUANTIZERS (options go to its constructor, e.g.
-    make_weight_quantizer("xnor", detach_alpha=True)), a WeightQuantizer (returned as is), or a
-    callable (wrapped). A plain activation Quantizer is accepted as the "sign" binarizer."""
-    if isinstance(spec, WeightQuantizer):
-        if options:
-            raise ValueError(f"make_weight_quantizer: options {sorted(options)} given with a "
-                             f"ready WeightQuantizer {spec!r}; set its attributes instead")
-        return spec
-    if isinstance(spec, Quantizer):
-        return SignWeight(spec, **options)
-    if isinstance(spec, str):
-        if spec not in WEIGHT_QUANTIZERS:
-            raise ValueError(f"unknown weight quantizer {spec!r}; valid names: "
-                             f"{', '.join(WEIGHT_QUANTIZERS)}")
-        return WEIGHT_QUANTIZERS[spec](**options)
-    if callable(spec):
-        return CallableWeight(spec, **options)
-    raise TypeError(f"make_weight_quantizer: expected a name ({', '.join(WEIGHT_QUANTIZERS)}), "
-                    f"a WeightQuantizer or a callable, got {type(spec).__name__}")
