@@ -1,5 +1,6 @@
-"""Primitive ops (autograd/ops.py): float64 central-difference gradchecks with broadcasting
-shapes, forward values against NumPy, and the exact gradient conventions at ties and edges."""
+"""Primitive ops (autograd/elementwise.py, reductions.py, shape.py): float64 central-difference
+gradchecks with broadcasting shapes, forward values against NumPy, and the exact gradient
+conventions at ties and edges."""
 
 import numpy as np
 import pytest

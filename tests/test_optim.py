@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minibnn import Tensor, nn
-from minibnn.autograd import functional as F
+from minibnn import functional as F
 from minibnn.optim import SGD, Adam, AdamW
 
 SHAPES = [(3, 4), (5,)]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minibnn import Tensor
-from minibnn.autograd import functional as F
+from minibnn import functional as F
 from minibnn.models import build_model
 from minibnn.optim import Adam, Bop, Combined, split_binary_parameters
 

@@ -139,8 +139,8 @@ print("broadcast gradient summed back to shape", w.grad.shape)
 # flattened filters. Its backward is two more matrix products and a scatter of the window
 # gradients back onto the image (col2im). We check it on a small odd-sized input, stride 2,
 # padding 1. For speed, minibnn does this a few images at a time, channels last, with Numba
-# kernels for the two copies; `minibnn/autograd/kernels.py` keeps a NumPy twin of each, a
-# strided window view and one strided add per kernel tap, which the tests hold them to.
+# kernels for the two copies; `minibnn/functional/training_kernels.py` keeps a NumPy twin of
+# each, a strided window view and one strided add per kernel tap, which the tests hold them to.
 
 # %%
 x = Tensor(rng.normal(size=(2, 3, 7, 5)), requires_grad=True)

@@ -2,7 +2,9 @@
 
 A Function subclass writes `forward(ctx, *arrays, **options)` and `backward(ctx, dy)` with NumPy
 only. `Function.apply` is the one place that knows about Tensors: it unwraps the inputs, runs the
-forward, and, when gradients are wanted, records the node on the output. Gradients that a
+forward, and, when gradients are wanted, records the node on the output. This module imports
+tensor.py, never the other way round: a Tensor reaches its Function only through the recorded
+Context (`ctx.function`) during backward. Gradients that a
 backward returns in broadcast shape are summed back to each input's shape here, once, so no op
 has to do it itself.
 """
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly
+from .tensor import Tensor
 
 __all__ = ["Context", "Function", "no_grad", "enable_grad", "is_grad_enabled", "unbroadcast"]
 
@@ -101,8 +104,6 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any):
-        from .tensor import Tensor  # tensor.py imports this module; resolve the cycle lazily
-
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         ctx = Context()
         ctx.needs_input_grad = tuple(
@@ -123,8 +124,6 @@ class Function:
     @classmethod
     def _input_grads(cls, ctx: Context, dy: np.ndarray) -> list:
         """Run backward and return a gradient (or None) per positional input, input-shaped."""
-        from .tensor import Tensor
-
         if hasattr(ctx, "_anomaly"):
             anomaly.check_unchanged(ctx, cls.__name__)
         grads = cls.backward(ctx, dy)

@@ -4,6 +4,11 @@ Only leaf tensors (made by the user, not by an op) keep `.grad` after `backward(
 PyTorch; call `retain_grad()` on an intermediate to keep its gradient too. Gradients accumulate
 until they are reset. The backward pass walks the graph in reverse topological order with an
 explicit stack, so graphs thousands of nodes deep do not hit Python's recursion limit.
+
+This module sits below everything else in the engine and imports none of it: the node that
+made a tensor (`_ctx`, a `function.Context`) is only called, never imported, and the
+operators and array methods (`+`, `@`, `x[i]`, `sum`, `reshape`, `astype`, ...) are attached to
+the class once, by tensor_methods.py, when `minibnn.autograd` is imported.
 """
 
 from __future__ import annotations
@@ -11,8 +16,6 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
-
-from .function import Context
 
 __all__ = ["Tensor", "DEFAULT_DTYPE"]
 
@@ -54,7 +57,7 @@ class Tensor:
             raise TypeError(f"only floating-point tensors can require gradients, got {self.data.dtype}")
         self.grad: np.ndarray | None = None
         self.requires_grad = bool(requires_grad)
-        self._ctx: Context | None = None
+        self._ctx = None       # the function.Context of the op that made it; None for a leaf
         self._retain = False
 
     # ----------------------------------------------------------------- array-like attributes
@@ -83,11 +86,6 @@ class Tensor:
     def detach(self) -> "Tensor":
         """The same data, cut from the graph (shares memory, like torch.Tensor.detach)."""
         return Tensor(self.data)
-
-    def astype(self, dtype: Any) -> "Tensor":
-        from . import ops
-
-        return ops.cast(self, dtype)
 
     def retain_grad(self) -> "Tensor":
         self._retain = True
@@ -131,22 +129,7 @@ class Tensor:
                     key = id(inp)
                     pending[key] = g_in if key not in pending else pending[key] + g_in
 
-    # -------------------------------------------------------------- operators and methods
-    def __add__(self, other): return _ops().add(self, other)
-    def __radd__(self, other): return _ops().add(other, self)
-    def __sub__(self, other): return _ops().sub(self, other)
-    def __rsub__(self, other): return _ops().sub(other, self)
-    def __mul__(self, other): return _ops().mul(self, other)
-    def __rmul__(self, other): return _ops().mul(other, self)
-    def __truediv__(self, other): return _ops().div(self, other)
-    def __rtruediv__(self, other): return _ops().div(other, self)
-    def __pow__(self, other): return _ops().pow(self, other)
-    def __rpow__(self, other): return _ops().pow(other, self)
-    def __matmul__(self, other): return _ops().matmul(self, other)
-    def __rmatmul__(self, other): return _ops().matmul(other, self)
-    def __neg__(self): return _ops().neg(self)
-    def __getitem__(self, index): return _ops().getitem(self, index)
-
+    # ------------------------------------------------------------------------- comparisons
     # Comparisons give boolean tensors without gradient. `==` keeps Python identity semantics
     # so tensors can live in sets and dicts; compare `.data` for elementwise equality.
     def __lt__(self, other): return Tensor(self.data < _raw(other))
@@ -154,37 +137,6 @@ class Tensor:
     def __gt__(self, other): return Tensor(self.data > _raw(other))
     def __ge__(self, other): return Tensor(self.data >= _raw(other))
     __hash__ = object.__hash__
-
-    @property
-    def T(self) -> "Tensor":
-        return _ops().transpose(self)
-
-    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
-    def reshape(self, *shape): return _ops().reshape(self, *shape)
-    def flatten(self, start_axis: int = 0): return _ops().flatten(self, start_axis)
-    def transpose(self, *axes): return _ops().transpose(self, *axes)
-    def permute(self, *axes): return _ops().transpose(self, *axes)
-    def exp(self): return _ops().exp(self)
-    def log(self): return _ops().log(self)
-    def abs(self): return _ops().abs(self)
-    def sqrt(self): return _ops().sqrt(self)
-    def clip(self, lo=None, hi=None): return _ops().clip(self, lo, hi)
-
-    def var(self, axis=None, unbiased: bool = True, keepdims: bool = False):
-        from . import functional
-        return functional.var(self, axis=axis, unbiased=unbiased, keepdims=keepdims)
-
-    def std(self, axis=None, unbiased: bool = True, keepdims: bool = False):
-        from . import functional
-        return functional.std(self, axis=axis, unbiased=unbiased, keepdims=keepdims)
-
-
-def _ops():
-    from . import ops  # ops.py imports Tensor from here; resolve the cycle lazily
-
-    return ops
 
 
 def _raw(x: Any) -> Any:

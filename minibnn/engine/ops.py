@@ -191,7 +191,7 @@ def conv2d_float(x: np.ndarray, w2: np.ndarray, k: int, stride: int, padding: in
     """Real conv by im2col.  x (N, H, W, C) (or (N, C, H, W) with nchw=True), w2 float32
     (M, k*k*C) with taps ordered (kh, kw, C) -> float32 (N, OH, OW, M).
 
-    Builds the same column matrix (N*OH*OW, k*k*C) as minibnn.autograd.conv and calls the same
+    Builds the same column matrix (N*OH*OW, k*k*C) as minibnn.functional.conv and calls the same
     product cols @ w2.T, so BLAS sees identical operands.
     """
     if nchw:

@@ -2,7 +2,8 @@
 
 conv2d lowers to matrix products with im2col: chunk by chunk of images, the input's windows are
 copied into a (rows, kh*kw*C) matrix that multiplies the weights; its backward scatters the
-column gradient back with col2im (kernels.py holds both, with their NumPy twins; no np.add.at).
+column gradient back with col2im (training_kernels.py holds both, with their NumPy twins;
+no np.add.at).
 Pooling uses strided window views and one strided add per kernel tap in backward.
 """
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .function import Function
-from .kernels import col2im, im2col, to_channels_last
-from .tensor import Tensor
+from ..autograd import Function, Tensor
+from ..autograd.reductions import mean
+from ..autograd.shape import stack
+from .training_kernels import col2im, im2col, to_channels_last
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
@@ -220,8 +222,6 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
 
 def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
     """Average over the bins [floor(i*H/oh), ceil((i+1)*H/oh)), as torch's adaptive pooling."""
-    from . import ops
-
     oh, ow = _pair(output_size)
     if x.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d: expected input (N, C, H, W), got {x.shape}")
@@ -231,7 +231,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size) -> Tensor:
     rows = []
     for i in range(oh):
         r0, r1 = (i * h) // oh, -((-(i + 1) * h) // oh)
-        cells = [ops.mean(x[:, :, r0:r1, (j * w) // ow : -((-(j + 1) * w) // ow)], axis=(2, 3))
+        cells = [mean(x[:, :, r0:r1, (j * w) // ow : -((-(j + 1) * w) // ow)], axis=(2, 3))
                  for j in range(ow)]
-        rows.append(ops.stack(cells, axis=-1))           # (N, C, OW)
-    return ops.stack(rows, axis=-2)                      # (N, C, OH, OW)
+        rows.append(stack(cells, axis=-1))           # (N, C, OW)
+    return stack(rows, axis=-2)                      # (N, C, OH, OW)

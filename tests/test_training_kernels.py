@@ -1,6 +1,6 @@
-"""Training kernels (autograd/kernels.py): each Numba kernel against its NumPy twin, the
-conv's chunking against a single chunk, batch norm's channels-last path against its NCHW path,
-and the whole conv + batch norm under NUMBA_DISABLE_JIT=1 against the compiled run."""
+"""Training kernels (functional/training_kernels.py): each Numba kernel against its NumPy
+twin, the conv's chunking against a single chunk, batch norm's channels-last path against its
+NCHW path, and the whole conv + batch norm under NUMBA_DISABLE_JIT=1 against the compiled run."""
 
 import os
 import subprocess
@@ -12,7 +12,7 @@ import pytest
 
 from minibnn import Tensor
 from minibnn import functional as F
-from minibnn.autograd import conv, kernels
+from minibnn.functional import conv, training_kernels as kernels
 
 GEOMETRIES = [  # (C, H, W, k, stride, padding)
     (1, 5, 4, (3, 3), (1, 1), (1, 1)),
@@ -186,7 +186,7 @@ def test_conv_and_batch_norm_run_with_numba_disabled():
         import os
         import numpy as np
         from minibnn import Tensor, functional as F
-        from minibnn.autograd import kernels
+        from minibnn.functional import training_kernels as kernels
         assert kernels.jit_enabled() == (os.environ["NUMBA_DISABLE_JIT"] == "0")
         rng = np.random.default_rng(0)
         x = Tensor(rng.normal(size=(3, 4, 5, 6)), requires_grad=True)

@@ -1,9 +1,11 @@
-"""Primitive operations, each a `Function` with a hand-written backward on plain ndarrays.
+"""Elementwise primitives, each a `Function` with a hand-written backward on plain ndarrays.
 
-Everything else in minibnn is composed from these (see functional.py). Elementwise ops
-broadcast like NumPy; their backward returns gradients in the broadcast shape and
-`Function.apply` sums them back to each input's shape. Two smooth ops, tanh and sigmoid, are
-fused primitives because their derivative is cheapest from the output (1 - y^2, y(1 - y)).
+The primitives are this module (elementwise), reductions.py (sum, mean, max, var, std, matmul)
+and shape.py (reshape, transpose, indexing, concatenate, stack); everything else in minibnn is
+composed from them (minibnn.functional). Elementwise ops broadcast like NumPy; their backward
+returns gradients in the broadcast shape and `Function.apply` sums them back to each input's
+shape. Two smooth ops, tanh and sigmoid, are fused primitives because their derivative is
+cheapest from the output (1 - y^2, y(1 - y)).
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from .tensor import Tensor
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "abs", "sqrt", "maximum", "tanh",
-    "sigmoid", "sum", "mean", "max", "matmul", "reshape", "flatten", "transpose", "getitem",
-    "concatenate", "stack", "where", "clip", "cast",
+    "sigmoid", "clip", "cast", "where",
 ]
 
 
@@ -287,7 +288,33 @@ def clip(x, lo=None, hi=None) -> Tensor: return Clip.apply(x, lo=lo, hi=hi)
 def cast(x, dtype) -> Tensor: return Cast.apply(x, dtype=np.dtype(dtype))
 
 
-# Reductions, matmul and shape operations live in ops_structure.py; re-exported here so that
-# every primitive is reachable as ops.<name>.
-from .ops_structure import (_normalize_axes, concatenate, flatten, getitem, matmul, max, mean,  # noqa: E402,F401
-                            reshape, stack, sum, transpose, where)
+# ------------------------------------------------------------------------- elementwise, select
+class Where(Function):
+    """y = a where cond else b;  da = dy * cond, db = dy * (1 - cond). cond gets no gradient."""
+
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        # dy * mask rather than np.where(mask, dy, 0): the same values (for finite dy) and
+        # several times faster; branches that need no gradient are skipped.
+        (cond,) = ctx.saved_tensors
+        da = dy * cond if ctx.needs_input_grad[1] else None
+        db = dy * ~cond if ctx.needs_input_grad[2] else None
+        return None, da, db
+
+
+def where(cond, a, b) -> Tensor:
+    cond = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
+    if cond.dtype != bool:
+        raise TypeError(f"where: the condition must be boolean, got {cond.dtype}")
+    a, b = _lift(a, b), _lift(b, a)
+    try:
+        np.broadcast_shapes(cond.shape, np.shape(getattr(a, "data", a)), np.shape(getattr(b, "data", b)))
+    except ValueError:
+        raise ValueError(f"where: cannot broadcast condition {cond.shape} with "
+                         f"{np.shape(getattr(a, 'data', a))} and {np.shape(getattr(b, 'data', b))}") from None
+    return Where.apply(cond, a, b)

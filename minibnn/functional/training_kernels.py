@@ -12,15 +12,13 @@ moves a contiguous run of C values; the padding is never materialised (taps that
 the image read zero, or are skipped in the adjoint).
 
 Why Numba here: the NumPy twins (a strided window view copied once, and one strided add per
-kernel tap) are correct and readable but spend as long as the matrix product itself moving
-memory; the kernels below do the same copies in one pass and fill a buffer the caller reuses
-chunk after chunk (measured on the `minibnn bench autograd` block, N=64, C=128, 16x16, 2 cores:
-im2col 23 ms -> 4.4 ms, col2im 26 ms -> 4 ms, against about 20 ms per matrix product). They are deliberately serial: they are memory-bound, and a second Numba
-thread only fights OpenBLAS's own worker threads, which stay spinning between calls.
+kernel tap) are correct and readable but move memory slowly; the kernels do the same copies in
+one pass and fill a buffer the caller reuses chunk after chunk. They are serial on purpose:
+they are memory-bound, and a second Numba thread would compete with OpenBLAS's worker threads.
 Batch norm on channels-last memory, seen as a matrix (rows, C), takes three passes forward (mean,
 squared deviations, the affine map) and two backward (gradient sums, then dx) instead of
 NumPy's five or six, with float64 per-channel accumulators; xhat is recomputed from x where
-needed rather than stored.
+needed rather than stored. Measured times: docs/training_speed.md.
 Under NUMBA_DISABLE_JIT=1, and for dtypes other than float32 and float64, the NumPy twins are
 used instead (see the dispatchers at the end).
 """
@@ -196,8 +194,7 @@ def _bn_dx_kernel(dy2, x2, mean, inv_std, scale, dy_mean, dyxhat_mean, dx):
 # --------------------------------------------------------------------------------- dispatchers
 def to_channels_last(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> a C-contiguous (N, H, W, C) array: a view when the memory already is
-    channels-last, else a copy (the kernel transposes in cache-sized slabs, twice as fast as
-    NumPy's strided copy)."""
+    channels-last, else a copy (the kernel transposes one cache-sized (C, W) slab at a time)."""
     xt = x.transpose(0, 2, 3, 1)
     if xt.flags.c_contiguous or not _use_kernels(x):
         return np.ascontiguousarray(xt)

@@ -3,18 +3,17 @@
 Fused because its backward has a short closed form that is several times faster than the
 composite graph. When the input is channels-last in memory (the conv's output always is, and
 (N, C) trivially), it is viewed as a (rows, C) matrix and handled by the fused Numba kernels
-of kernels.py; any other layout takes the NumPy formulas. Both give the same numbers to float
-rounding, and the tests hold them to each other.
+of training_kernels.py; any other layout takes the NumPy formulas. Both give the same numbers
+to float rounding, and the tests hold them to each other.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .function import Function
-from .kernels import (bn_backward_rows, bn_backward_rows_reference, channel_stats, normalize_rows,
-                      normalize_rows_reference)
-from .tensor import Tensor
+from ..autograd import Function, Tensor
+from .training_kernels import (bn_backward_rows, bn_backward_rows_reference, channel_stats,
+                               normalize_rows, normalize_rows_reference)
 
 __all__ = ["batch_norm"]
 

@@ -1,5 +1,6 @@
-"""Composites (autograd/functional.py): gradchecks, closed-form values, and edge conventions of
-softmax, losses, normalize, var/std, activations, linear and dropout."""
+"""Composites (functional/activations.py, functional/losses.py, var/std in
+autograd/reductions.py): gradchecks, closed-form values, and edge conventions of softmax,
+losses, normalize, var/std, activations, linear and dropout."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
-"""Convolution, pooling and batch norm (autograd/conv.py): gradchecks over stride, padding and
-kernel shapes with odd spatial sizes, and forward values against naive loop references."""
+"""Convolution, pooling and batch norm (functional/conv.py, functional/batchnorm.py):
+gradchecks over stride, padding and kernel shapes with odd spatial sizes, and forward values
+against naive loop references."""
 
 import itertools
 
