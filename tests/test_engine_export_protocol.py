@@ -14,6 +14,7 @@ from minibnn import functional as F
 from minibnn.autograd import Tensor
 from minibnn.engine import export
 from minibnn.engine.export import ExportError
+from minibnn.models import Backbone
 from minibnn.nn import (AvgPool2d, BatchNorm2d, BinaryConv2d, Conv2d, Hardtanh, Identity, Linear,
                         MaxPool2d, Module, RSign, Sequential, Tanh, as_generator)
 from test_engine_export import check_against_model, perturb_batchnorm
@@ -100,6 +101,11 @@ def test_a_module_without_the_protocol_is_named():
         export(model)
     with pytest.raises(ExportError, match="export supports.*export_packed.*found Sequential"):
         export(Sequential(Conv2d(1, 2, 3)))
+
+    class Hookless(Backbone):                    # a Backbone that never said how it exports
+        input_shape = (1, 4, 4)
+    with pytest.raises(ExportError, match="Hookless.*does not describe its packed export"):
+        export(Hookless())
 
 
 def test_avg_pool_is_not_taken_for_a_max_pool():

@@ -47,7 +47,8 @@ export_packed and `input_shape` = (C, H, W); every minibnn Backbone does (models
 
 A value `x` is opaque apart from x.channels and x.layout ("nchw" = the model input, "nhwc",
 "flat"). Every parameter-free leaf module an export_packed folds away without passing it to
-the builder must be absorbed: a leaf that no step used makes export fail.
+the builder must be absorbed: a leaf that no step used makes export fail. A worked example:
+docs/packed_export.md.
 
 Exactness: accumulators are exact integers; everything after them replays the model's float32
 ops. Differences remain only where the model's own conv sum of +-alpha terms is inexact (alpha
