@@ -10,7 +10,7 @@ import pytest
 from minibnn import cli
 from minibnn.autograd import Tensor, no_grad
 from minibnn.data import load_dataset, transforms
-from minibnn.engine import bitpack, kernels, kernels_conv, ops
+from minibnn.engine import bitpack, conv, gemm, stage
 from minibnn.engine.export import ExportError, export
 from minibnn.engine.graph import Stage
 from minibnn.engine.runtime import PackedFormatError, PackedModel
@@ -67,10 +67,10 @@ def check_against_model(model, packed, x):
             xin, layer = store[name], layers[name]
             s, w = np.where(xin < 0, -1.0, 1.0), np.where(layer.binary_weight() < 0, -1.0, 1.0)
             if xin.ndim == 4:
-                expected = kernels_conv.binary_conv2d_reference(s, w, layer.stride, layer.padding)
+                expected = conv.binary_conv2d_reference(s, w, layer.stride, layer.padding)
                 expected, signs = expected.transpose(0, 2, 3, 1), bitpack.pack_nhwc(xin)
             else:
-                expected, signs = kernels.xnor_gemm_reference(s, w), bitpack.pack_rows(xin)
+                expected, signs = gemm.xnor_gemm_reference(s, w), bitpack.pack_rows(xin)
             np.testing.assert_array_equal(trace.registers[node.src], signs, err_msg=name)
             np.testing.assert_array_equal(trace.accumulators[name], expected, err_msg=name)
 
@@ -141,8 +141,8 @@ def test_stage_kernel_equals_numpy_twin(case):
     res = rng.normal(size=(2, 5 // pool * stride, 6 // pool * stride, cr)).astype(np.float32)
     args = (x, pool, v["alpha"], v["mean"], v["inv_std"], v["gamma"], v["beta"], res, stride,
             off, reps, act, -1.0, 1.0, v["b_in"], v["slope"], v["b_out"], v["sign_bias"])
-    out, bits = ops.stage(*args, want_out=True, want_bits=True)
-    ref_out, ref_bits = ops.stage_reference(*args)
+    out, bits = stage.stage(*args, want_out=True, want_bits=True)
+    ref_out, ref_bits = stage.stage_reference(*args)
     np.testing.assert_array_equal(out, ref_out)                # bit for bit: same float32 ops
     np.testing.assert_array_equal(bits, ref_bits)
 
@@ -162,8 +162,8 @@ def test_stage_without_sign_bias_packs_exactly_as_the_twin(sign_bias):
         sb = sb.astype(np.float64)                               # cast to float32 by both
     for act in ("relu", "identity"):
         args = (x, 1, ones, zeros, ones, gamma, beta)
-        out, bits = ops.stage(*args, act=act, sign_bias=sb, want_out=True, want_bits=True)
-        ref_out, ref_bits = ops.stage_reference(*args, act=act, sign_bias=sb)
+        out, bits = stage.stage(*args, act=act, sign_bias=sb, want_out=True, want_bits=True)
+        ref_out, ref_bits = stage.stage_reference(*args, act=act, sign_bias=sb)
         np.testing.assert_array_equal(out, ref_out)
         np.testing.assert_array_equal(bits, ref_bits)
         assert (out == 0).any()
@@ -172,8 +172,8 @@ def test_stage_without_sign_bias_packs_exactly_as_the_twin(sign_bias):
         sb = -beta.astype(np.float64) * (1 + 2.0 ** -30)
         args = (np.zeros((1, 1, 1, 1), np.int32), 1, ones[:1], zeros[:1], ones[:1], ones[:1],
                 beta)
-        _, bits = ops.stage(*args, sign_bias=sb, want_out=False, want_bits=True)
-        _, ref_bits = ops.stage_reference(*args, sign_bias=sb)
+        _, bits = stage.stage(*args, sign_bias=sb, want_out=False, want_bits=True)
+        _, ref_bits = stage.stage_reference(*args, sign_bias=sb)
         np.testing.assert_array_equal(bits, ref_bits)
 
 
@@ -195,7 +195,7 @@ def test_integer_threshold_reproduces_the_stage(slope):
     acc = np.arange(-k, k + 1, dtype=np.int32)[:, None].repeat(m, axis=1)      # (2k+1, M)
     regs = {}
     st.apply(acc, regs)
-    np.testing.assert_array_equal(kernels.threshold_reference(acc, *folded), regs["b"])
+    np.testing.assert_array_equal(gemm.threshold_reference(acc, *folded), regs["b"])
 
 
 # ------------------------------------------------------------------------ files and report

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minibnn.bench import machine
-from minibnn.engine import bitpack, isa, kernels, kernels_conv, kernels_pack
+from minibnn.engine import bitpack, conv, gemm, isa, pack
 from minibnn.engine.peak import measure_peak
 
 jit_only = pytest.mark.skipif(bool(numba.config.DISABLE_JIT), reason="compiled code only")
@@ -56,7 +56,7 @@ def test_minibnn_isa_overrides_and_rejects_bad_values(monkeypatch):
         monkeypatch.delenv("MINIBNN_ISA")
         isa.isa_path.cache_clear()
     with pytest.raises(ValueError, match="isa must be one of"):
-        kernels_conv.prepare_conv2d(np.zeros((1, 3, 3, 1), np.uint64), 1, isa="sse")
+        conv.prepare_conv2d(np.zeros((1, 3, 3, 1), np.uint64), 1, isa="sse")
 
 
 def test_lesser_isa_warnings_name_the_variable(monkeypatch):
@@ -132,17 +132,17 @@ def test_conv_exact_under_every_path(path, case):
     rng = np.random.default_rng(sum(case))
     x, wt = random_pm1(rng, (n, c, h, w)), random_pm1(rng, (m, c, k, k))
     scale, bias = rng.normal(size=m).astype(np.float32), rng.normal(size=m).astype(np.float32)
-    ref = kernels_conv.binary_conv2d_reference(x, wt, s, p).transpose(0, 2, 3, 1)
+    ref = conv.binary_conv2d_reference(x, wt, s, p).transpose(0, 2, 3, 1)
     xw, ww = bitpack.pack_nhwc(x), bitpack.pack_nhwc(wt)
-    layer = kernels_conv.prepare_conv2d(ww, c, s, p, isa=path)
+    layer = conv.prepare_conv2d(ww, c, s, p, isa=path)
     assert layer.isa == path
     np.testing.assert_array_equal(layer(xw), ref)
-    np.testing.assert_allclose(kernels_conv.binary_conv2d(xw, ww, c, s, p, scale, bias, isa=path),
-                               kernels.scale_bias_reference(ref, scale, bias), rtol=1e-6,
+    np.testing.assert_allclose(conv.binary_conv2d(xw, ww, c, s, p, scale, bias, isa=path),
+                               gemm.scale_bias_reference(ref, scale, bias), rtol=1e-6,
                                atol=1e-4)
     np.testing.assert_array_equal(
-        kernels_conv.binary_conv2d(xw, ww, c, s, p, scale, bias, True, isa=path),
-        kernels.threshold_reference(ref, scale, bias))
+        conv.binary_conv2d(xw, ww, c, s, p, scale, bias, True, isa=path),
+        gemm.threshold_reference(ref, scale, bias))
 
 
 @pytest.mark.parametrize("path", isa.ISA_PATHS)
@@ -150,8 +150,8 @@ def test_conv_exact_under_every_path(path, case):
 def test_linear_exact_under_every_path(path, b, k, m):
     rng = np.random.default_rng(b + k + m)                  # 2000 x 512 x 64: the threaded GEMM
     x, w = random_pm1(rng, (b, k)), random_pm1(rng, (m, k))
-    got = kernels.binary_linear(bitpack.pack_rows(x), bitpack.pack_rows(w), k, isa=path)
-    np.testing.assert_array_equal(got, kernels.xnor_gemm_reference(x, w))
+    got = gemm.binary_linear(bitpack.pack_rows(x), bitpack.pack_rows(w), k, isa=path)
+    np.testing.assert_array_equal(got, gemm.xnor_gemm_reference(x, w))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
@@ -167,8 +167,8 @@ def test_neg_mask16_vector_and_loop_agree(dtype, rng):
     def both(a):
         out = np.zeros((2, a.size // 16), np.uint32)
         for i in range(0, a.size, 16):
-            out[0, i // 16] = kernels_pack.neg_mask16(a, i)
-            out[1, i // 16] = kernels_pack._neg_mask16_loop(a, i)
+            out[0, i // 16] = pack.neg_mask16(a, i)
+            out[1, i // 16] = pack._neg_mask16_loop(a, i)
         return out
 
     got = both(a)
@@ -182,23 +182,23 @@ def test_generic_target_compiles_and_is_exact():
     neg_mask16 takes its loop and the kernels the byte popcount, compiled from scratch."""
     script = textwrap.dedent("""
         import numpy as np
-        from minibnn.engine import bitpack, isa, kernels, kernels_conv, kernels_pack, ops
+        from minibnn.engine import bitpack, conv, gemm, isa, pack, stage
         assert isa.isa_path() == "generic" and not isa.vector_compare_target(), isa.target_cpu()
         rng = np.random.default_rng(0)
         x = np.where(rng.random((2, 130, 6, 7)) < 0.5, -1.0, 1.0).astype(np.float32)
         w = np.where(rng.random((20, 130, 3, 3)) < 0.5, -1.0, 1.0).astype(np.float32)
         s, b = rng.normal(size=20).astype(np.float32), rng.normal(size=20).astype(np.float32)
-        ref = kernels_conv.binary_conv2d_reference(x, w, 1, 1).transpose(0, 2, 3, 1)
-        xw, ww = kernels_pack.pack_signs(x, "NCHW"), bitpack.pack_nhwc(w)
+        ref = conv.binary_conv2d_reference(x, w, 1, 1).transpose(0, 2, 3, 1)
+        xw, ww = pack.pack_signs(x, "NCHW"), bitpack.pack_nhwc(w)
         assert (xw == bitpack.pack_nhwc(x)).all()
-        assert (kernels_conv.binary_conv2d(xw, ww, 130, 1, 1) == ref).all()
-        bits = kernels_conv.binary_conv2d(xw, ww, 130, 1, 1, s, b, to_bits=True)
-        assert (bits == kernels.threshold_reference(ref, s, b)).all()
+        assert (conv.binary_conv2d(xw, ww, 130, 1, 1) == ref).all()
+        bits = conv.binary_conv2d(xw, ww, 130, 1, 1, s, b, to_bits=True)
+        assert (bits == gemm.threshold_reference(ref, s, b)).all()
         v = [rng.normal(size=20).astype(np.float32) for _ in range(5)]
         v[2] = np.abs(v[2]) + np.float32(0.1)
         acc = ref.astype(np.int32)
-        got = ops.stage(acc, 1, *v, want_bits=True)
-        exp = ops.stage_reference(acc, 1, *v)
+        got = stage.stage(acc, 1, *v, want_bits=True)
+        exp = stage.stage_reference(acc, 1, *v)
         assert np.array_equal(got[0], exp[0]) and np.array_equal(got[1], exp[1])
         print("ok")
     """)

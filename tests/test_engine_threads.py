@@ -25,31 +25,31 @@ SETUPS = {
     "conv3x3_int": """
         x = rng.normal(size=(32, 64, 32, 32)).astype(np.float32)    # the issue's layer
         w = rng.normal(size=(64, 64, 3, 3)).astype(np.float32)
-        xw = kernels_pack.pack_signs(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
-        layer = kernels_conv.prepare_conv2d(bitpack.pack_nhwc(w), 64, stride=1, padding=1)
+        xw = pack.pack_signs(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        layer = conv.prepare_conv2d(bitpack.pack_nhwc(w), 64, stride=1, padding=1)
         fn = lambda: layer(xw)
     """,
     "conv3x3_bits": """
         x = rng.normal(size=(32, 256, 8, 8)).astype(np.float32)
         w = rng.normal(size=(256, 256, 3, 3)).astype(np.float32)
-        xw = kernels_pack.pack_signs(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        xw = pack.pack_signs(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         s, b = rng.normal(size=256).astype(np.float32), rng.normal(size=256).astype(np.float32)
-        layer = kernels_conv.prepare_conv2d(bitpack.pack_nhwc(w), 256, 1, 1, s, b, True)
+        layer = conv.prepare_conv2d(bitpack.pack_nhwc(w), 256, 1, 1, s, b, True)
         fn = lambda: layer(xw)
     """,
     "conv1x1_float": """
         x = rng.normal(size=(32, 128, 16, 16)).astype(np.float32)
         w = rng.normal(size=(128, 128, 1, 1)).astype(np.float32)
-        xw = kernels_pack.pack_signs(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        xw = pack.pack_signs(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
         s, b = rng.normal(size=128).astype(np.float32), rng.normal(size=128).astype(np.float32)
-        layer = kernels_conv.prepare_conv2d(bitpack.pack_nhwc(w), 128, 1, 0, s, b)
+        layer = conv.prepare_conv2d(bitpack.pack_nhwc(w), 128, 1, 0, s, b)
         fn = lambda: layer(xw)
     """,
     "linear_bits": """
         x = np.where(rng.random((1024, 1024)) < 0.5, -1.0, 1.0)
         w = np.where(rng.random((256, 1024)) < 0.5, -1.0, 1.0)
         s, b = rng.normal(size=256).astype(np.float32), rng.normal(size=256).astype(np.float32)
-        layer = kernels.prepare_linear(bitpack.pack_rows(w), 1024, s, b, to_bits=True)
+        layer = gemm.prepare_linear(bitpack.pack_rows(w), 1024, s, b, to_bits=True)
         xw = bitpack.pack_rows(x)
         fn = lambda: layer(xw)
     """,
@@ -57,15 +57,15 @@ SETUPS = {
         acc = rng.integers(-500, 500, size=(32, 32, 32, 64)).astype(np.int32)
         v = [rng.normal(size=64).astype(np.float32) for _ in range(5)]
         v[2] = np.abs(v[2]) + np.float32(0.1)
-        fn = lambda: ops.stage(acc, 1, *v, want_bits=True)
+        fn = lambda: stage.stage(acc, 1, *v, want_bits=True)
     """,
     "pack_nhwc": """
         x = rng.normal(size=(32, 32, 32, 128)).astype(np.float32)
-        fn = lambda: kernels_pack.pack_signs(x)
+        fn = lambda: pack.pack_signs(x)
     """,
     "pack_nchw": """
         x = rng.normal(size=(32, 128, 32, 32)).astype(np.float32)
-        fn = lambda: kernels_pack.pack_signs(x, "NCHW")
+        fn = lambda: pack.pack_signs(x, "NCHW")
     """,
     "peak": """
         from minibnn.engine.peak import measure_peak
@@ -86,7 +86,7 @@ SETUPS = {
 SCRIPT = """
 import json, time
 import numba, numpy as np
-from minibnn.engine import bitpack, isa, kernels, kernels_conv, kernels_pack, ops
+from minibnn.engine import bitpack, conv, gemm, isa, pack, stage
 numba.set_num_threads(2)
 rng = np.random.default_rng(0)
 {setup}

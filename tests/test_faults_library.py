@@ -14,7 +14,7 @@ from minibnn import functional as F
 from minibnn.autograd import Tensor
 from minibnn.cli import main
 from minibnn.data import formats
-from minibnn.engine import bitpack, kernels, kernels_conv
+from minibnn.engine import bitpack, conv, gemm
 
 
 # ----------------------------------------------------------------------------- autograd
@@ -58,19 +58,19 @@ def test_engine_entry_points_refuse_dirty_tails_and_word_counts(rng):
     dirty = a.copy()
     dirty[0, -1] |= np.uint64(1) << np.uint64(63)
     with pytest.raises(ValueError, match="x_words: bits past channel 70 must be 0"):
-        kernels.xnor_gemm(dirty, b, 70)
+        gemm.xnor_gemm(dirty, b, 70)
     with pytest.raises(ValueError, match="70 channels need 2 words.*found 1"):
-        kernels.xnor_gemm(a[:, :1], b, 70)
+        gemm.xnor_gemm(a[:, :1], b, 70)
     with pytest.raises(ValueError, match="channel count k must be a positive integer"):
-        kernels.binary_linear(a, b, 0)
-    assert np.array_equal(kernels.xnor_gemm(a, b, 70),
-                          kernels.xnor_gemm_reference(bitpack.unpack_bits(a, 70),
+        gemm.binary_linear(a, b, 0)
+    assert np.array_equal(gemm.xnor_gemm(a, b, 70),
+                          gemm.xnor_gemm_reference(bitpack.unpack_bits(a, 70),
                                                       bitpack.unpack_bits(b, 70)))
     x = bitpack.pack_nhwc(rng.choice([-1.0, 1.0], size=(1, 70, 5, 5)).astype(np.float32))
     w = bitpack.pack_nhwc(rng.choice([-1.0, 1.0], size=(2, 70, 3, 3)).astype(np.float32))
     x[0, 0, 0, -1] |= np.uint64(1) << np.uint64(62)
     with pytest.raises(ValueError, match="x_words: bits past channel 70 must be 0"):
-        kernels_conv.binary_conv2d(x, w, 70)
+        conv.binary_conv2d(x, w, 70)
 
 
 # --------------------------------------------------------------------------- CIFAR files

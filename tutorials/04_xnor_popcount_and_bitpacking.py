@@ -15,7 +15,7 @@ import time
 import numba
 import numpy as np
 
-from minibnn.engine import bitpack, kernels, kernels_conv
+from minibnn.engine import bitpack, conv, gemm
 from minibnn.plots import figure_dir, pyplot, save_figure
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
@@ -66,9 +66,9 @@ assert int(bitpack.pack_bits(np.array([0.0, -0.0, 1e-9]))[0]) == 0      # all th
 # %%
 kk = 200
 A, B = random_pm1((6, kk)), random_pm1((5, kk))
-got = kernels.xnor_gemm(bitpack.pack_rows(A), bitpack.pack_rows(B), kk)
+got = gemm.xnor_gemm(bitpack.pack_rows(A), bitpack.pack_rows(B), kk)
 print(got[:2])
-assert (got == A @ B.T).all() and (got == kernels.xnor_gemm_reference(A, B)).all()
+assert (got == A @ B.T).all() and (got == gemm.xnor_gemm_reference(A, B)).all()
 
 # %% [markdown]
 # ## 4. The padding problem
@@ -82,19 +82,19 @@ assert (got == A @ B.T).all() and (got == kernels.xnor_gemm_reference(A, B)).all
 # %%
 c, m, h = 64, 3, 5
 xs, ws = random_pm1((1, c, h, h)), random_pm1((m, c, 3, 3))
-exact = kernels_conv.binary_conv2d_reference(xs, ws, 1, 1).transpose(0, 2, 3, 1)   # (N,OH,OW,M)
+exact = conv.binary_conv2d_reference(xs, ws, 1, 1).transpose(0, 2, 3, 1)   # (N,OH,OW,M)
 padded_plus_one = np.pad(xs, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=1.0)
-raw = kernels_conv.binary_conv2d_reference(padded_plus_one, ws, 1, 0).transpose(0, 2, 3, 1)
+raw = conv.binary_conv2d_reference(padded_plus_one, ws, 1, 0).transpose(0, 2, 3, 1)
 print("corner pixel, channel 0: exact", exact[0, 0, 0, 0], " pad-with-+1", raw[0, 0, 0, 0])
 
 tap_sums = ws.sum(axis=1).transpose(1, 2, 0)                    # (kh, kw, M)
 corner_fix = tap_sums.sum(axis=(0, 1)) - tap_sums[1:, 1:].sum(axis=(0, 1))   # outside taps
 assert (raw[0, 0, 0] - corner_fix == exact[0, 0, 0]).all()
 
-row_cls, col_cls, base = kernels_conv.border_table(tap_sums, c, h, h, 1, 1)
+row_cls, col_cls, base = conv.border_table(tap_sums, c, h, h, 1, 1)
 print("row classes", row_cls, " column classes", col_cls, " table", base.shape)
 assert len(set(row_cls.tolist())) == 3                          # top, interior, bottom
-assert (kernels_conv.binary_conv2d(bitpack.pack_nhwc(xs), bitpack.pack_nhwc(ws), c, 1, 1)
+assert (conv.binary_conv2d(bitpack.pack_nhwc(xs), bitpack.pack_nhwc(ws), c, 1, 1)
         == exact).all()
 
 # %% [markdown]
@@ -152,7 +152,7 @@ assert len(np.unique(classes)) == 9
 n, c, h = (1, 64, 8) if FAST else (8, 128, 16)
 x, w = random_pm1((n, c, h, h)), random_pm1((c, c, 3, 3))
 x_words, w_words = bitpack.pack_nhwc(x), bitpack.pack_nhwc(w)
-layer = kernels_conv.prepare_conv2d(w_words, c, stride=1, padding=1)
+layer = conv.prepare_conv2d(w_words, c, stride=1, padding=1)
 
 
 def fast_one_thread():
@@ -165,8 +165,8 @@ def fast_one_thread():
 
 ladder = {
     "reference (NumPy float)":
-        lambda: kernels_conv.binary_conv2d_reference(x, w, 1, 1).transpose(0, 2, 3, 1),
-    "naive njit": lambda: kernels_conv.binary_conv2d_naive(x_words, w_words, c, 1, 1),
+        lambda: conv.binary_conv2d_reference(x, w, 1, 1).transpose(0, 2, 3, 1),
+    "naive njit": lambda: conv.binary_conv2d_naive(x_words, w_words, c, 1, 1),
     "fast, 1 thread": fast_one_thread,
     f"fast, {numba.config.NUMBA_NUM_THREADS} threads": lambda: layer(x_words),
 }
@@ -196,11 +196,11 @@ assert all((out == first).all() for out in outputs.values())
 scale = rng.normal(size=c).astype(np.float32)
 scale[:2] = [0.0, -1.0]
 bias = rng.normal(size=c).astype(np.float32)
-to_float = kernels_conv.prepare_conv2d(w_words, c, 1, 1, scale=scale, bias=bias)
-to_bits = kernels_conv.prepare_conv2d(w_words, c, 1, 1, scale=scale, bias=bias, to_bits=True)
+to_float = conv.prepare_conv2d(w_words, c, 1, 1, scale=scale, bias=bias)
+to_bits = conv.prepare_conv2d(w_words, c, 1, 1, scale=scale, bias=bias, to_bits=True)
 y, y_bits = to_float(x_words), to_bits(x_words)
 print("float out", y.shape, y.dtype, "  packed out", y_bits.shape, y_bits.dtype)
-assert np.allclose(y, kernels.scale_bias_reference(first, scale, bias), rtol=1e-6, atol=1e-4)
+assert np.allclose(y, gemm.scale_bias_reference(first, scale, bias), rtol=1e-6, atol=1e-4)
 assert (y_bits == bitpack.pack_bits(y)).all()                   # ready for the next layer
 
 # %% [markdown]
@@ -220,9 +220,9 @@ assert (bitpack.unpack_bits(y_bits, c) == np.where(y < 0, -1.0, 1.0)).all()
 #    arrays from `bitpack.pack_bits`) and returns a·b using only `^` and a popcount
 #    (`bin(int(w)).count("1")`). Check: equal to `a @ b` for K = 1, 63, 64, 65 and 200.
 # 2. **Why the tail bits must be zero.** Set one tail bit of a packed K = 70 row to 1 in only
-#    one operand and call the unchecked textbook kernel `kernels.xnor_gemm_naive` on it. Check:
+#    one operand and call the unchecked textbook kernel `gemm.xnor_gemm_naive` on it. Check:
 #    the result is off by exactly 2 from the float dot product (one extra "differing"
-#    position). The public `kernels.xnor_gemm` refuses such input with a ValueError.
+#    position). The public `gemm.xnor_gemm` refuses such input with a ValueError.
 # 3. **Count the border classes.** For a 3x3 kernel with padding 1 and stride 1, how many
 #    distinct (row class, column class) pairs does a 1x1, a 2x2 and a 9x9 image have? Predict,
-#    then check with `kernels_conv.border_table` (expected 1, 4 and 9).
+#    then check with `conv.border_table` (expected 1, 4 and 9).

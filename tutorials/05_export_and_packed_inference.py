@@ -20,7 +20,7 @@ import numpy as np
 from minibnn import cli
 from minibnn.autograd import Tensor, no_grad
 from minibnn.data import load_dataset, transforms
-from minibnn.engine import PackedModel, bitpack, export, kernels_conv
+from minibnn.engine import PackedModel, bitpack, conv, export
 from minibnn.nn import binary_layers
 from minibnn.plots import figure_dir, plot_bars
 from minibnn.train import TrainConfig, load_model, run_training
@@ -66,17 +66,17 @@ assert accuracy > (0.3 if FAST else 0.5)   # far above chance (0.1); fast mode g
 packed = export(model, meta={"dataset": config.dataset, "mean": list(val.mean),
                              "std": list(val.std)})
 print(packed)
-conv = next(n for n in packed.nodes if n.kind == "binary_conv" and n.stage.pool == 1)
-scale, bias = conv.stage.integer_threshold(conv.k)
+bconv = next(n for n in packed.nodes if n.kind == "binary_conv" and n.stage.pool == 1)
+scale, bias = bconv.stage.integer_threshold(bconv.k)
 rules = [f"a < {-b:.0f}" if s > 0 else f"a >= {b + 1:.0f}" if s < 0 else
          ("always" if b < 0 else "never") for s, b in zip(scale[:4], bias[:4])]
-print(f"{conv.name}: a in [-{conv.k}, {conv.k}]; sign -1 for channels 0-3 where: {rules}")
+print(f"{bconv.name}: a in [-{bconv.k}, {bconv.k}]; sign -1 for channels 0-3 where: {rules}")
 # The thresholds reproduce BN -> hardtanh -> sign on every integer the conv can produce.
-a = np.arange(-conv.k, conv.k + 1, dtype=np.int32)[:, None].repeat(conv.stage.m, axis=1)
+a = np.arange(-bconv.k, bconv.k + 1, dtype=np.int32)[:, None].repeat(bconv.stage.m, axis=1)
 regs = {}
-conv.stage.apply(a, regs)                                          # the float stage, bits only
+bconv.stage.apply(a, regs)                                          # the float stage, bits only
 via_threshold = bitpack.pack_bits(a.astype(np.float32) * scale + bias)
-assert np.array_equal(regs[conv.stage.bits], via_threshold)
+assert np.array_equal(regs[bconv.stage.bits], via_threshold)
 
 # %% [markdown]
 # ## 3. Same predictions, same integers
@@ -103,7 +103,7 @@ for node in packed.nodes:
         continue
     (name, _, _), layer, inp = node.sources[0], layers[node.name], recorded[node.name]
     s, w = np.where(inp < 0, -1.0, 1.0), np.where(layer.binary_weight() < 0, -1.0, 1.0)
-    oracle = kernels_conv.binary_conv2d_reference(s, w, layer.stride, layer.padding)
+    oracle = conv.binary_conv2d_reference(s, w, layer.stride, layer.padding)
     assert np.array_equal(trace.accumulators[name], oracle.transpose(0, 2, 3, 1))
     flips += int(np.unpackbits((trace.registers[node.src] ^ bitpack.pack_nhwc(inp))
                                .view(np.uint8)).sum())

@@ -5,8 +5,8 @@ im2col+matmul conv, PyTorch's float32 conv2d (when torch imports) and the packed
 packed input given, then prints speed-ups, binary MAC/s, the share of the binary peak measured on
 this machine for the ISA path the kernels run (engine/peak.py) and the cost of packing the conv's
 input two ways: a standalone pass over float32 NHWC input
-(kernels_pack.pack_signs), and the extra time the previous layer's output stage takes to emit
-packed bits besides its float output (ops.stage, the way exported models hand over). Each packed
+(pack.pack_signs), and the extra time the previous layer's output stage takes to emit
+packed bits besides its float output (stage.stage, the way exported models hand over). Each packed
 conv's result is checked exactly before it is timed.
 """
 
@@ -17,7 +17,7 @@ import os
 import numba
 import numpy as np
 
-from ..engine import bitpack, isa, kernels, kernels_conv, kernels_pack, ops
+from ..engine import bitpack, conv, gemm, isa, pack, stage
 from ..engine.peak import measure_peak
 from . import clock_for, interleaved_medians, paired_difference, setup_threads
 from .machine import print_machine_report
@@ -66,14 +66,14 @@ def _validate(rng) -> bool:
         x = np.where(rng.random((n, c, h, h)) < 0.5, -1.0, 1.0)
         w = np.where(rng.random((m, c, k, k)) < 0.5, -1.0, 1.0)
         scale, bias = rng.normal(size=m).astype(np.float32), rng.normal(size=m).astype(np.float32)
-        ref = kernels_conv.binary_conv2d_reference(x, w, s, p).transpose(0, 2, 3, 1)
+        ref = conv.binary_conv2d_reference(x, w, s, p).transpose(0, 2, 3, 1)
         xw, ww = bitpack.pack_nhwc(x), bitpack.pack_nhwc(w)
-        ok &= np.array_equal(kernels_conv.binary_conv2d(xw, ww, c, s, p), ref)
-        ok &= np.allclose(kernels_conv.binary_conv2d(xw, ww, c, s, p, scale, bias),
-                          kernels.scale_bias_reference(ref, scale, bias), rtol=1e-6, atol=1e-4)
-        ok &= np.array_equal(kernels_conv.binary_conv2d(xw, ww, c, s, p, scale, bias, True),
-                             kernels.threshold_reference(ref, scale, bias))
-        ok &= np.array_equal(kernels_pack.pack_signs(x, "NCHW"), xw)
+        ok &= np.array_equal(conv.binary_conv2d(xw, ww, c, s, p), ref)
+        ok &= np.allclose(conv.binary_conv2d(xw, ww, c, s, p, scale, bias),
+                          gemm.scale_bias_reference(ref, scale, bias), rtol=1e-6, atol=1e-4)
+        ok &= np.array_equal(conv.binary_conv2d(xw, ww, c, s, p, scale, bias, True),
+                             gemm.threshold_reference(ref, scale, bias))
+        ok &= np.array_equal(pack.pack_signs(x, "NCHW"), xw)
     return bool(ok)
 
 
@@ -96,22 +96,22 @@ def _bench_layer(n, c, h, repeats, clock, torch, rng):
     xs = np.where(x < 0, -1.0, 1.0).astype(np.float32)          # the signs, as floats
     ws = np.where(w < 0, -1.0, 1.0).astype(np.float32)
     x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))       # what a float stage hands over
-    x_words = kernels_pack.pack_signs(x_nhwc)
-    layer = kernels_conv.prepare_conv2d(bitpack.pack_nhwc(w), c, stride=1, padding=1)
+    x_words = pack.pack_signs(x_nhwc)
+    layer = conv.prepare_conv2d(bitpack.pack_nhwc(w), c, stride=1, padding=1)
 
     y_float = im2col_conv2d(xs, ws)                              # exact: integers < 2**24
     if not np.array_equal(layer(x_words), y_float.transpose(0, 2, 3, 1).astype(np.int32)):
         raise RuntimeError(f"packed conv disagrees with the float conv (N={n}, C={c}, H={h})")
 
     fns = {"numpy": lambda: im2col_conv2d(x, w), "packed": lambda: layer(x_words),
-           "pack": lambda: kernels_pack.pack_signs(x_nhwc)}
+           "pack": lambda: pack.pack_signs(x_nhwc)}
     # The previous layer's output stage (BN + float shortcut, as in a ResNet block), with and
     # without emitting packed bits for this conv: the difference is what packing costs there.
     acc = rng.integers(-9 * c, 9 * c, size=(n, h, h, c)).astype(np.int32)
     vec = [rng.normal(size=c).astype(np.float32) for _ in range(5)]
     vec[2] = np.abs(vec[2]) + np.float32(0.1)                            # inv_std > 0
-    emit = paired_difference(lambda: ops.stage(acc, 1, *vec, res=x_nhwc),
-                             lambda: ops.stage(acc, 1, *vec, res=x_nhwc, want_bits=True),
+    emit = paired_difference(lambda: stage.stage(acc, 1, *vec, res=x_nhwc),
+                             lambda: stage.stage(acc, 1, *vec, res=x_nhwc, want_bits=True),
                              4 * repeats, clock)
     if torch is not None:
         xt, wt = torch.from_numpy(x), torch.from_numpy(w)

@@ -23,7 +23,10 @@ import os
 import numba
 import numpy as np
 
-from ..engine import bitpack, graph
+from ..autograd import Tensor, no_grad
+from ..engine import bitpack, export, graph
+from ..models import build_model
+from ..nn import BatchNorm1d, BatchNorm2d
 from . import clock_for, interleaved_medians, setup_threads
 from .machine import print_machine_report
 
@@ -52,9 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def calibrate_batchnorm(model, x: np.ndarray, rng: np.random.Generator) -> None:
     """Trained-like BN: running statistics = those of one forward of x in training mode, and
     gamma, beta drawn around (1, 0). Modifies the model in place; leaves it in eval mode."""
-    from ..autograd import Tensor, no_grad
-    from ..nn import BatchNorm1d, BatchNorm2d
-
     bns = [m for m in model.modules() if isinstance(m, (BatchNorm1d, BatchNorm2d))]
     saved = [bn.momentum for bn in bns]
     for bn in bns:
@@ -154,10 +154,6 @@ def torch_twin(packed):
 
 
 def _bench_model(name, args, torch, clock, rng) -> list:
-    from ..autograd import Tensor, no_grad
-    from ..engine.export import export
-    from ..models import build_model
-
     shape = (args.in_channels, args.image_size, args.image_size)
     model = build_model(name, in_channels=shape[0], image_size=shape[1], width=args.width, rng=0)
     calibrate_batchnorm(model, rng.normal(size=(16,) + shape).astype(np.float32), rng)

@@ -2,7 +2,7 @@
 
 Bit b of word w holds element 64*w + b of the last axis; bit 1 means -1, bit 0 means +1
 (sign(0) = +1); unused tail bits of the last word are 0. Channels are packed innermost (NHWC).
-NumPy only; leaves out any arithmetic on the packed words (that is engine/kernels.py).
+NumPy only; leaves out any arithmetic on the packed words (engine/gemm.py, engine/conv.py).
 Convention: Courbariaux, Hubara et al. 2016, arXiv:1602.02830; bit order as in Larq Compute Engine.
 """
 

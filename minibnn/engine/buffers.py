@@ -15,8 +15,8 @@ ALIGN = 64                      # bytes: one cache line, one 512-bit vector
 
 def aligned_empty(shape, dtype) -> np.ndarray:
     """np.empty whose data starts on a 64-byte boundary. NumPy only promises 16 bytes, and a
-    512-bit load or store from an address that is not a multiple of 64 touches two cache lines:
-    the packed conv measured 8-20% slower with its weights or output 16, 32 or 48 bytes off."""
+    512-bit load or store from an address that is not a multiple of 64 touches two cache lines
+    (what misalignment cost the packed conv: docs/engine_speed.md)."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
     buf = np.empty(nbytes + ALIGN, np.uint8)

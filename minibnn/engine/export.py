@@ -1,9 +1,9 @@
-"""Export a trained minibnn model to a PackedModel (engine/runtime.py) for bit-packed inference.
+"""Export a trained model to a PackedModel (engine/runtime.py): the builder and its protocol.
 
 Binary layers: the bits are sign(binary_weight()) packed with bitpack (bit 1 means -1) and the
 per-output-channel magnitude alpha = |binary_weight()| goes into the layer's output stage, so
 any weight binarizer (xnor, irnet, reactnet, sign) exports the weight its forward really uses.
-What follows a layer is folded into that stage, per output channel m (engine/ops.py):
+What follows a layer is folded into that stage, per output channel m (engine/stage.py):
 
     conv -> [maxpool] -> BN -> [+ shortcut] -> act -> [sign]
     t = ((float32(max acc) * alpha_m - mu_m) * inv_std_m) * gamma_m + beta_m (+ r) -> act(t)
@@ -12,21 +12,51 @@ Max-pool runs on the integer accumulators (exact, since alpha >= 0); BN keeps th
 float32 operation order (inv_std = 1 / sqrt(var + eps) as nn.BatchNorm computes it) instead of
 collapsing into one scale and bias, so a layer whose float accumulator is exact (IR-Net's
 power-of-two scales) matches the model bit for bit. A stage that only feeds the next sign
-becomes an integer threshold per channel (graph.Stage.integer_threshold). Shortcuts (identity,
-option A, real or binary 1x1 conv, ReActNet's 2x2 average pool), RSign's learnable bias (as
-the sign's bias), RPReLU and ReActNet's concatenated 1x1 pair (one conv with 2C outputs) are
-supported; real-valued first and last layers stay float32. Anything else raises ExportError
-naming the layer.
+becomes an integer threshold per channel (graph.Stage.integer_threshold). Real-valued layers
+stay float32. Anything the engine cannot run raises ExportError naming the layer.
+
+The protocol. `export(model)` walks the model in forward order with an ExportBuilder, which
+knows the modules of minibnn.nn: Sequential (its children in order); Conv2d, BinaryConv2d,
+Linear and BinaryLinear, each absorbing a following MaxPool2d (window = stride), BatchNorm and
+activation (Hardtanh, ReLU, Identity, RPReLU) into its stage, and an RSign in front of a binary
+layer into the layer's sign; a BatchNorm or activation on its own; Flatten. A module that
+defines
+
+    export_packed(self, builder, x) -> value
+
+exports itself instead: it gets the builder and the value holding its input, and returns the
+value holding its output, calling only the builder's methods below. Blocks and architectures
+(minibnn/models) describe their own export this way, so the engine imports nothing above nn
+and a new architecture needs no engine edit. `export` needs the model itself to define
+export_packed and `input_shape` = (C, H, W); every minibnn Backbone does (models/heads.py).
+
+    builder.chain(modules, x)             modules applied in sequence, folded as above
+    builder.layer(layers, x, pool=, bns=, act=, rsign=, residual=)
+                                          one conv / linear layer, or several binary ones
+                                          sharing x (outputs concatenated), with its stage
+    builder.residual(v, stride=1, offset=0, repeats=1)
+                                          a shortcut added in a stage: v[:, ::s, ::s] into
+                                          channels offset.., tiled `repeats` times
+    builder.flatten(x, features)          (N, C, H, W) -> (N, features), the model's NCHW order
+    builder.global_avg_pool(x)            (N, C, H, W) -> (N, C)
+    builder.avg_down2(x, module)          2x2 average, stride 2, odd sizes padded by repetition
+    builder.l2_normalize(x)               rows to unit L2 norm
+    builder.absorb(*modules)              mark parameter-free modules as folded away
+    builder.fail(module, why)             raise ExportError naming the layer
+    builder.name(module)                  the module's dotted name in the model
+
+A value `x` is opaque apart from x.channels and x.layout ("nchw" = the model input, "nhwc",
+"flat"). Every parameter-free leaf module an export_packed folds away without passing it to
+the builder must be absorbed: a leaf that no step used makes export fail. A worked example:
+docs/packed_export.md.
 
 Exactness: accumulators are exact integers; everything after them replays the model's float32
 ops. Differences remain only where the model's own conv sum of +-alpha terms is inexact (alpha
 not a power of two: XNOR-Net, ReActNet scales) AND a pre-activation lies within rounding of 0,
 and in summation orders (ReActNet's 2x2 average, global pooling, float classifier) that move
-logits by ~1e-6. Measured on the 2,000 mnist-t10k validation images, all six architectures,
-random weights with perturbed BN and 1-epoch-trained: 0 sign flips, 0 prediction changes.
-One known case: BN still at its init (mean 0, beta 0) with XNOR scales puts the threshold
+logits by ~1e-6. A BN still at its init (mean 0, beta 0) with XNOR scales puts the threshold
 exactly at acc = 0, where the float model's sign is its BLAS rounding noise (+-1e-8) while the
-engine returns the exact sign(0) = +1 (1-3 % of decisions for mlp/cnn at init).
+engine returns the exact sign(0) = +1. What was measured: docs/engine_speed.md.
 """
 
 from __future__ import annotations
@@ -35,19 +65,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..models import MLP, ReActNet, ResNet, SmallCNN, VGGSmall
-from ..models.heads import MLPHead
-from ..models.reactnet import AvgDown2, ReActBlock
-from ..models.resnet import BiRealBlock, ShortcutA
 from ..nn import (BatchNorm1d, BatchNorm2d, BinaryConv2d, BinaryLinear, Conv2d, Flatten,
-                  Hardtanh, Identity, Linear, MaxPool2d, Module, ReLU, RPReLU, Sequential)
+                  Hardtanh, Identity, Linear, MaxPool2d, Module, ReLU, RPReLU, RSign, Sequential)
 from . import bitpack, graph
 from .runtime import INPUT, PackedModel
 
-__all__ = ["export", "ExportError", "SUPPORTED_MODELS"]
+__all__ = ["export", "ExportError", "ExportBuilder", "Value", "Residual", "PROTOCOL"]
 
-SUPPORTED_MODELS = (MLP, SmallCNN, VGGSmall, ResNet, ReActNet)
+PROTOCOL = "export_packed"          # the method a module defines to export itself
 _ACTS = (Hardtanh, ReLU, Identity, RPReLU)
+_LAYERS = (Conv2d, BinaryConv2d, Linear, BinaryLinear)
 
 
 class ExportError(ValueError):
@@ -67,14 +94,29 @@ class Value:
     signs: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Residual:
+    """A shortcut added inside a layer's stage: value[:, ::stride, ::stride] added to output
+    channels offset .. offset + repeats * C (tiled; other channels get nothing)."""
+
+    value: Value
+    stride: int = 1
+    offset: int = 0
+    repeats: int = 1
+
+
 def _nbytes32(*modules) -> int:
     """Bytes of the modules' parameters and buffers in float32."""
     return 4 * sum(sum(p.data.size for p in m.parameters())
                    + sum(b.size for _, b in m.named_buffers()) for m in modules if m is not None)
 
 
-class _Builder:
-    """Walks a model in forward order and appends graph nodes."""
+def _exports_itself(module) -> bool:
+    return callable(getattr(module, PROTOCOL, None))
+
+
+class ExportBuilder:
+    """Walks a model in forward order and appends graph nodes (the API: module docstring)."""
 
     def __init__(self, model: Module):
         self.names = {id(m): n for n, m in model.named_modules()}
@@ -90,6 +132,7 @@ class _Builder:
         return self.names.get(id(module), type(module).__name__)
 
     def absorb(self, *modules) -> int:
+        """Mark modules (and their submodules) as exported; returns their float32 bytes."""
         for m in modules:
             if m is not None:
                 self.seen.update(id(sub) for sub in m.modules())
@@ -98,8 +141,12 @@ class _Builder:
     def fail(self, module: Module, why: str):
         raise ExportError(f"layer {self.name(module)!r} ({type(module).__name__}): {why}")
 
+    @staticmethod
+    def residual(value: Value, stride: int = 1, offset: int = 0, repeats: int = 1) -> Residual:
+        return Residual(value, int(stride), int(offset), int(repeats))
+
     # ------------------------------------------------------------------------- signs
-    def signs(self, v: Value, bias: np.ndarray | None, consumer: Module) -> str:
+    def _signs(self, v: Value, bias: np.ndarray | None, consumer: Module) -> str:
         """The register holding packed sign(v + bias), made once per (value, bias)."""
         if v.layout == "nchw":
             self.fail(consumer, "a binary layer directly on the model input is not supported")
@@ -115,7 +162,8 @@ class _Builder:
         return v.signs[key]
 
     # ------------------------------------------------------------------------ stages
-    def stage(self, m: int, pool=None, bns=(), act=None, res=None, alpha=None):
+    def _stage(self, m: int, pool=None, bns=(), act=None, res: Residual | None = None,
+               alpha=None):
         """Stage arrays and attributes for a layer with m outputs, and the bytes absorbed."""
         arrays, attrs, nbytes = {"alpha": alpha}, {}, self.absorb(pool, act, *bns)
         if pool is not None:
@@ -145,13 +193,13 @@ class _Builder:
             self.fail(act, f"activation not supported by the packed engine; use one of "
                            f"{[c.__name__ for c in _ACTS]}")
         if res is not None:
-            value, stride, off, reps = res
-            attrs.update(res=value.reg, res_stride=stride, res_off=off, res_reps=reps)
+            attrs.update(res=res.value.reg, res_stride=res.stride, res_off=res.offset,
+                         res_reps=res.repeats)
         trivial = alpha is None and not bns and not attrs
         st = None if trivial else graph.Stage(m, out=self.fresh("x"), **attrs, **arrays)
         return st, nbytes
 
-    def packed_weight(self, layer: Module) -> tuple:
+    def _packed_weight(self, layer: Module) -> tuple:
         """(uint64 words, alpha float32 (M,)) from sign and magnitude of binary_weight()."""
         wb = np.asarray(layer.binary_weight(), np.float32)
         mag = np.abs(wb.reshape(wb.shape[0], -1))
@@ -163,15 +211,26 @@ class _Builder:
             self.fail(layer, "binary layers with a bias are not supported (the models use none)")
         return (bitpack.pack_nhwc(wb) if wb.ndim == 4 else bitpack.pack_rows(wb)), alpha
 
+    def _sign_bias(self, layer: Module, bias):
+        if layer.input_quantizer.binary or bias is not None:
+            return bias                      # sign(sign(x + b)) = sign(x + b)
+        self.fail(layer, f"input quantizer {layer.input_quantizer!r} does not binarize and no "
+                         f"RSign precedes it, so the input is real-valued")
+
     # ------------------------------------------------------------------------ layers
-    def layer(self, layers, x: Value, *, pool=None, bns=(), act=None, res=None,
-              rsign=None) -> Value:
+    def layer(self, layers, x: Value, *, pool=None, bns=(), act=None,
+              residual: Value | Residual | None = None, rsign: RSign | None = None) -> Value:
         """One layer (or several binary ones sharing an input, outputs concatenated) plus the
         stage folded from what follows it; `rsign` is a ReActNet RSign in front (its learnable
         bias becomes the bias of the packed sign). Returns the value the layer writes."""
-        layers = layers if isinstance(layers, (list, tuple)) else [layers]
+        if rsign is not None and not rsign.quantizer.binary:
+            self.fail(rsign, "RSign does not binarize (a real twin?); export binary models")
+        layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
         bns = [b for b in (bns if isinstance(bns, (list, tuple)) else [bns]) if b is not None]
+        res = self.residual(residual) if isinstance(residual, Value) else residual
         first, name = layers[0], self.name(layers[0])
+        if not isinstance(first, _LAYERS):
+            self.fail(first, f"not a layer the engine packs ({[c.__name__ for c in _LAYERS]})")
         conv = isinstance(first, (Conv2d, BinaryConv2d))
         if (x.layout == "flat") == conv:
             self.fail(first, f"expects {'an image' if conv else 'a flat'} input, found {x.layout}")
@@ -184,11 +243,11 @@ class _Builder:
         m, nbytes = sum(sizes), self.absorb(*layers, rsign)
         sign_bias = None if rsign is None else rsign.shift.bias.data
         if isinstance(first, (BinaryConv2d, BinaryLinear)):
-            packed = [self.packed_weight(l) for l in layers]
-            st, extra = self.stage(m, pool, bns, act, res,
-                                   alpha=np.concatenate([a for _, a in packed]))
+            packed = [self._packed_weight(l) for l in layers]
+            st, extra = self._stage(m, pool, bns, act, res,
+                                    alpha=np.concatenate([a for _, a in packed]))
             words = np.concatenate([w for w, _ in packed])
-            src = self.signs(x, self._sign_bias(first, sign_bias), first)
+            src = self._signs(x, self._sign_bias(first, sign_bias), first)
             edges = np.cumsum([0] + sizes)
             kw = dict(stage=st, sources=[[self.name(l), int(a), int(b)] for l, a, b in
                                          zip(layers, edges[:-1], edges[1:])],
@@ -201,7 +260,7 @@ class _Builder:
         else:
             if len(layers) > 1 or sign_bias is not None:
                 self.fail(first, "real layers are exported one at a time, without a sign")
-            st, extra = self.stage(m, pool, bns, act, res)
+            st, extra = self._stage(m, pool, bns, act, res)
             w, b = first.weight.data, None if first.bias is None else first.bias.data
             kw = dict(stage=st, dst=None if st else self.fresh("x"), float32_bytes=nbytes + extra)
             if conv:
@@ -213,43 +272,60 @@ class _Builder:
         self.nodes.append(node)
         return Value(st.out if st else node.dst, "nhwc" if conv else "flat", m, st)
 
-    def _sign_bias(self, layer: Module, bias):
-        if layer.input_quantizer.binary or bias is not None:
-            return bias                      # sign(sign(x + b)) = sign(x + b)
-        self.fail(layer, f"input quantizer {layer.input_quantizer!r} does not binarize and no "
-                         f"RSign precedes it, so the input is real-valued")
-
-    def simple(self, kind, x: Value, out_layout: str, module=None, channels=None, **kw) -> Value:
-        """A parameter-free node (flatten, pooling, normalisation) writing a new register."""
+    # --------------------------------------------------------- parameter-free steps
+    def _simple(self, kind, x: Value, out_layout: str, module=None, channels=None,
+                **kw) -> Value:
+        """A parameter-free node writing a new register, named after `module` (or its kind)."""
         dst = self.fresh("x")
         self.nodes.append(graph.NODE_TYPES[kind](kind if module is None else self.name(module),
                                                  x.reg, dst=dst, **kw))
         self.absorb(module)
         return Value(dst, out_layout, x.channels if channels is None else channels)
 
+    def flatten(self, x: Value, features: int, module=None) -> Value:
+        """(N, C, H, W) -> (N, features) in the model's NCHW order."""
+        layout = "nchw" if x.layout == "nchw" else "nhwc"
+        return self._simple("flatten", x, "flat", module, channels=int(features), layout=layout)
+
+    def global_avg_pool(self, x: Value, module=None) -> Value:
+        return self._simple("global_avg_pool", x, "flat", module)
+
+    def avg_down2(self, x: Value, module=None) -> Value:
+        return self._simple("avg_down2", x, "nhwc", module)
+
+    def l2_normalize(self, x: Value, module=None) -> Value:
+        return self._simple("l2_normalize", x, "flat", module)
+
     # ------------------------------------------------------------------ containers
-    def chain(self, modules: list, x: Value) -> Value:
-        """Modules applied in sequence; each layer absorbs a following pool, BN and activation."""
-        i = 0
+    def chain(self, modules, x: Value) -> Value:
+        """Modules applied in sequence; each layer absorbs a following pool, BN and activation,
+        a module with export_packed exports itself."""
+        modules, i = list(modules), 0
         while i < len(modules):
             mod = modules[i]
-            if isinstance(mod, Sequential):
-                x, i = self.chain(list(mod.children()), x), i + 1
-                self.absorb(mod)
+            if _exports_itself(mod):
+                x, i = self._delegate(mod, x), i + 1
                 continue
-            if isinstance(mod, MLPHead):
-                x = self.chain([mod.fc1, mod.relu, mod.fc2], x)
-                if mod.normalize:
-                    x = self.simple("l2_normalize", x, "flat")
-                self.absorb(mod)
+            if isinstance(mod, Sequential):
+                self.seen.add(id(mod))                  # the container; children below
+                x, i = self.chain(mod.children(), x), i + 1
+                continue
+            if isinstance(mod, Flatten):
+                if x.layout == "flat":
+                    self.absorb(mod)
+                else:
+                    x = self._simple("flatten", x, "flat", mod, channels=-1, layout=(
+                        "nchw" if x.layout == "nchw" else "nhwc"))
                 i += 1
                 continue
-            if isinstance(mod, Flatten) and x.layout != "flat":
-                x, i = self.simple("flatten", x, "flat", mod, channels=-1), i + 1
-                continue
+            rsign = None
+            if isinstance(mod, RSign) and i + 1 < len(modules) \
+                    and isinstance(modules[i + 1], (BinaryConv2d, BinaryLinear)):
+                rsign, i = mod, i + 1                   # its bias becomes the sign's bias
+                mod = modules[i]
             j, pool, bn, act = i + 1, None, None, None
-            is_layer = isinstance(mod, (Conv2d, BinaryConv2d, Linear, BinaryLinear))
-            if is_layer and j < len(modules) and isinstance(modules[j], MaxPool2d):
+            is_layer = isinstance(mod, _LAYERS)
+            if is_layer and j < len(modules) and type(modules[j]) is MaxPool2d:
                 pool, j = modules[j], j + 1
             if not is_layer:
                 j = i
@@ -258,11 +334,12 @@ class _Builder:
             if j < len(modules) and isinstance(modules[j], _ACTS):
                 act, j = modules[j], j + 1
             if j == i:
-                self.fail(mod, "not supported by the packed engine")
+                self.fail(mod, f"not supported by the packed engine (a block exports itself by "
+                               f"defining {PROTOCOL}(builder, x); see minibnn.engine.export)")
             if is_layer:
-                x = self.layer(mod, x, pool=pool, bns=[bn], act=act)
+                x = self.layer(mod, x, pool=pool, bns=[bn], act=act, rsign=rsign)
             else:                                       # BN and/or activation on their own
-                st, nbytes = self.stage(x.channels, None, [b for b in [bn] if b], act)
+                st, nbytes = self._stage(x.channels, None, [b for b in [bn] if b], act)
                 if st is not None:
                     self.nodes.append(graph.StageOp(self.name(modules[i]), x.reg, stage=st,
                                                     float32_bytes=nbytes))
@@ -270,81 +347,28 @@ class _Builder:
             i = j
         return x
 
-    # ---------------------------------------------------------------------- blocks
-    def resnet_block(self, blk: BiRealBlock, x: Value) -> Value:
-        """h = act1(BN1(conv1(x)) + D(x)); out = act2(BN2(conv2(h)) + h)."""
-        ds = blk.downsample
-        if isinstance(ds, Identity):
-            res = (x, 1, 0, 1)
-        elif isinstance(ds, ShortcutA):          # x[:, ::s, ::s] into channels lo .. lo + C
-            res = (x, ds.stride, ds.pad[0], 1)
-        elif isinstance(ds, Sequential) and len(list(ds.children())) == 2:
-            conv, bn = ds.children()
-            res = (self.layer(conv, x, bns=[bn]), 1, 0, 1)
-        else:
-            self.fail(ds, "unsupported shortcut")
-        self.absorb(ds, blk)
-        h = self.layer(blk.conv1, x, bns=[blk.bn1], act=blk.act1, res=res)
-        return self.layer(blk.conv2, h, bns=[blk.bn2], act=blk.act2, res=(h, 1, 0, 1))
-
-    def reactnet_block(self, blk: ReActBlock, x: Value) -> Value:
-        """y = RPReLU(BN(bconv3(RSign(x))) + pool(x));
-        out = RPReLU(concat_i [BN_i(bconv1_i(RSign(y))) + y]): one conv with all 1x1 outputs."""
-        for sign in (blk.sign3, blk.sign1):
-            if not sign.quantizer.binary:
-                self.fail(sign, "RSign does not binarize (a real twin?); export binary models")
-        self.absorb(blk.pool, blk)
-        r = x
-        if isinstance(blk.pool, AvgDown2):
-            r = self.simple("avg_down2", x, "nhwc", blk.pool)
-        elif not isinstance(blk.pool, Identity):
-            self.fail(blk.pool, "unsupported pooling shortcut")
-        y = self.layer(blk.conv3, x, bns=[blk.bn3], act=blk.act3, res=(r, 1, 0, 1),
-                       rsign=blk.sign3)
-        convs, bns = list(blk.convs1), list(blk.bns1)
-        return self.layer(convs, y, bns=bns, act=blk.act1, res=(y, 1, 0, len(convs)),
-                          rsign=blk.sign1)
-
-    def model(self, model: Module) -> Value:
-        if not isinstance(model, SUPPORTED_MODELS):
-            raise ExportError(f"export supports {[c.__name__ for c in SUPPORTED_MODELS]}; "
-                              f"found {type(model).__name__}")
-        c = model.input_shape[0]
-        x = Value(INPUT, "nchw", c)
-        if isinstance(model, MLP):
-            x = self.simple("flatten", x, "flat", channels=int(np.prod(model.input_shape)),
-                            layout="nchw")
-            x = self.chain([model.input_layer, *model.hidden], x)
-            return self.chain([model.classifier], x)
-        if isinstance(model, (SmallCNN, VGGSmall)):
-            body = model.stages if isinstance(model, SmallCNN) else model.layers
-            x = self.simple("flatten", self.chain(list(body), x), "flat",
-                            channels=model.embedding_dim)
-            return self.chain([model.classifier], x)
-        if isinstance(model, ResNet):
-            x = self.chain([model.stem], x)
-            for stage in model.stages:
-                self.absorb(stage)
-                for blk in stage:
-                    if not isinstance(blk, BiRealBlock):
-                        self.fail(blk, "unsupported block")
-                    x = self.resnet_block(blk, x)
-            return self.chain([model.classifier], self.simple("global_avg_pool", x, "flat"))
-        if isinstance(model, ReActNet):
-            x = self.layer(model.stem_conv, x, bns=[model.stem_bn])
-            for blk in model.blocks:
-                x = self.reactnet_block(blk, x)
-        return self.chain([model.classifier], self.simple("global_avg_pool", x, "flat"))
+    def _delegate(self, module: Module, x: Value) -> Value:
+        out = getattr(module, PROTOCOL)(self, x)
+        if not isinstance(out, Value):
+            self.fail(module, f"{PROTOCOL} must return the value its last builder call gave, "
+                              f"found {type(out).__name__}")
+        return out
 
 
 def export(model: Module, *, meta: dict | None = None) -> PackedModel:
-    """Export a minibnn model (eval statistics are read; the model is not modified).
+    """Export a model (eval statistics are read; the model is not modified).
 
-    meta is stored in the packed file (e.g. model name, dataset, mean, std; see
+    The model defines export_packed(builder, x) and input_shape (C, H, W), as every minibnn
+    Backbone does. meta is stored in the packed file (e.g. model name, dataset, mean, std; see
     commands/export.py). Raises ExportError naming the first layer that cannot be packed.
     """
-    builder = _Builder(model)
-    out = builder.model(model)
+    shape = getattr(model, "input_shape", None)
+    if not _exports_itself(model) or not shape:
+        raise ExportError(f"export supports models that define {PROTOCOL}(builder, x) and "
+                          f"input_shape (C, H, W), as the minibnn models do; found "
+                          f"{type(model).__name__}")
+    builder = ExportBuilder(model)
+    out = builder._delegate(model, Value(INPUT, "nchw", int(shape[0])))
     for name, mod in model.named_modules():
         if id(mod) not in builder.seen and not list(mod.children()):
             raise ExportError(f"layer {name!r} ({type(mod).__name__}) is not part of any "

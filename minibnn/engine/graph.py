@@ -2,7 +2,7 @@
 
 Nodes read and write registers (named arrays). Activations are channels last: float32
 (N, H, W, C) or (N, D), packed signs uint64 (N, H, W, ceil(C/64)) or (N, ceil(D/64)) with bit 1
-meaning -1 (engine/bitpack.py). A layer node ends in a `Stage` (engine/ops.py): the int32
+meaning -1 (engine/bitpack.py). A layer node ends in a `Stage` (engine/stage.py): the int32
 accumulators of a binary layer, or the float32 output of a real one, go through
 [max-pool] -> * alpha -> BatchNorm -> [+ residual] -> activation -> float and/or packed signs.
 When a binary layer only feeds the sign of the next binary layer, its stage is an integer
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels, kernels_conv, ops
+from . import conv, float_layers, gemm
+from .stage import ACTIVATIONS, stage as output_stage
 
 __all__ = ["Stage", "Node", "BinaryConv", "BinaryDense", "FloatConv", "FloatDense", "StageOp",
            "AvgDown2", "GlobalAvgPool", "Flatten", "L2Normalize", "NODE_TYPES"]
@@ -27,7 +28,7 @@ def _vector(name: str, v, m: int) -> np.ndarray:
 
 
 class Stage:
-    """The fused output stage of one layer, M output channels (see engine/ops.py for the math).
+    """The fused output stage of one layer, M output channels (see engine/stage.py for the math).
 
     Arrays (float32 (M,), only those given are stored): alpha, mean, inv_std, gamma, beta
     (BatchNorm with inv_std = 1 / sqrt(var + eps) as nn.BatchNorm computes it), b_in, slope,
@@ -44,8 +45,8 @@ class Stage:
     def __init__(self, m: int, *, pool: int = 1, act: str = "identity", lo: float = -1.0,
                  hi: float = 1.0, res: str | None = None, res_stride: int = 1, res_off: int = 0,
                  res_reps: int = 1, out: str | None = None, bits: str | None = None, **arrays):
-        if act not in ops.ACTIVATIONS:
-            raise ValueError(f"unknown stage activation {act!r}; one of {list(ops.ACTIVATIONS)}")
+        if act not in ACTIVATIONS:
+            raise ValueError(f"unknown stage activation {act!r}; one of {list(ACTIVATIONS)}")
         unknown = set(arrays) - set(self.ARRAYS)
         if unknown:
             raise ValueError(f"unknown stage arrays {sorted(unknown)}")
@@ -78,7 +79,7 @@ class Stage:
             res = regs[self.res]
             res = res.reshape(res.shape[0], 1, 1, -1) if res.ndim == 2 else res
         g = self.get
-        out, bits = ops.stage(x4, self.pool, g("alpha"), g("mean"), g("inv_std"), g("gamma"),
+        out, bits = output_stage(x4, self.pool, g("alpha"), g("mean"), g("inv_std"), g("gamma"),
                               g("beta"), res, self.res_stride, self.res_off, self.res_reps,
                               self.act, self.lo, self.hi, g("b_in"), g("slope"), g("b_out"),
                               g("sign_bias"), want_out=self.out is not None,
@@ -199,9 +200,9 @@ class BinaryConv(Node):
         self._conv = self._fused = None
 
     def prepare(self) -> None:
-        self._conv = kernels_conv.prepare_conv2d(self.w_words, self.c, self.stride, self.padding)
+        self._conv = conv.prepare_conv2d(self.w_words, self.c, self.stride, self.padding)
         folded = self.stage.integer_threshold(self.k)
-        self._fused = None if folded is None else kernels_conv.prepare_conv2d(
+        self._fused = None if folded is None else conv.prepare_conv2d(
             self.w_words, self.c, self.stride, self.padding, *folded, to_bits=True)
 
     def run(self, regs: dict, trace: dict | None = None) -> None:
@@ -232,9 +233,9 @@ class BinaryDense(Node):
         self._dense = self._fused = None
 
     def prepare(self) -> None:
-        self._dense = kernels.prepare_linear(self.w_words, self.k)
+        self._dense = gemm.prepare_linear(self.w_words, self.k)
         folded = self.stage.integer_threshold(self.k)
-        self._fused = None if folded is None else kernels.prepare_linear(
+        self._fused = None if folded is None else gemm.prepare_linear(
             self.w_words, self.k, *folded, to_bits=True)
 
     def run(self, regs: dict, trace: dict | None = None) -> None:
@@ -268,7 +269,8 @@ class FloatConv(Node):
         if x.dtype != np.float32 or x.ndim != 4 or x.shape[1 if self.nchw else 3] != c:
             raise ValueError(f"{self.kind} {self.name!r}: expected float32 with {c} channels "
                              f"({'NCHW' if self.nchw else 'NHWC'}), found {x.dtype} {x.shape}")
-        y = ops.conv2d_float(x, self.w2, self.k, self.stride, self.padding, self.bias, self.nchw)
+        y = float_layers.conv2d_float(x, self.w2, self.k, self.stride, self.padding, self.bias,
+                                      self.nchw)
         self.finish(y, regs)
 
 
@@ -284,7 +286,7 @@ class FloatDense(Node):
 
     def run(self, regs: dict, trace: dict | None = None) -> None:
         x = self._input(regs, np.float32, 2, self.w.shape[1], f"float32 (N, {self.w.shape[1]})")
-        self.finish(ops.linear_float(x, self.w, self.bias), regs)
+        self.finish(float_layers.linear_float(x, self.w, self.bias), regs)
 
 
 class StageOp(Node):
@@ -304,11 +306,11 @@ class _Reshape(Node):
 
 
 class AvgDown2(_Reshape):
-    kind, fn = "avg_down2", staticmethod(ops.avg_down2)
+    kind, fn = "avg_down2", staticmethod(float_layers.avg_down2)
 
 
 class GlobalAvgPool(_Reshape):
-    kind, fn = "global_avg_pool", staticmethod(ops.global_avg_pool)
+    kind, fn = "global_avg_pool", staticmethod(float_layers.global_avg_pool)
 
 
 class Flatten(Node):
@@ -325,11 +327,12 @@ class Flatten(Node):
 
     def run(self, regs: dict, trace: dict | None = None) -> None:
         x = regs[self.src]
-        regs[self.dst] = x.reshape(x.shape[0], -1) if self.layout == "nchw" else ops.flatten_nchw(x)
+        regs[self.dst] = (x.reshape(x.shape[0], -1) if self.layout == "nchw"
+                          else float_layers.flatten_nchw(x))
 
 
 class L2Normalize(_Reshape):
-    kind, fn = "l2_normalize", staticmethod(ops.l2_normalize)
+    kind, fn = "l2_normalize", staticmethod(float_layers.l2_normalize)
 
 
 NODE_TYPES = {cls.kind: cls for cls in (BinaryConv, BinaryDense, FloatConv, FloatDense, StageOp,

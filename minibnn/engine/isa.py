@@ -1,6 +1,6 @@
 """Which popcount the packed kernels use on this CPU, and the LLVM pieces behind each choice.
 
-A binary MAC is one bit of  a.b = K - 2 popcount(a XOR b)  (kernels.py). The kernels spend
+A binary MAC is one bit of  a.b = K - 2 popcount(a XOR b)  (gemm.py). The kernels spend
 nearly all their time in XOR, popcount and add, and how to popcount a vector depends on the ISA:
 
     path     chosen when the Numba target has            popcount of 16 uint32 lanes
@@ -24,7 +24,7 @@ The path is chosen once per process from the CPU features Numba compiles for (it
 NUMBA_CPU_NAME / NUMBA_CPU_FEATURES overrides, else the host's, via llvmlite), and
 MINIBNN_ISA=avx512|avx2|generic overrides it. The kernels take the popcount method as a runtime
 argument (so every method is exact on every CPU and the tests run each one); only
-kernels_pack.neg_mask16 chooses at compile time, by target (Numba's cache keys on the target).
+pack.neg_mask16 chooses at compile time, by target (Numba's cache keys on the target).
 Imports numba and llvmlite only.
 """
 
@@ -125,7 +125,7 @@ def popcount_method(isa: str | None = None) -> int:
 
 
 def vector_compare_target() -> bool:
-    """Whether kernels_pack.neg_mask16 may compile to a vector compare + mask move: x86-64
+    """Whether pack.neg_mask16 may compile to a vector compare + mask move: x86-64
     targets with AVX2 (vmovmskps / vpmovmskb) or AVX-512 (kmovw). Elsewhere it takes a loop."""
     triple, _, features = target_cpu()
     return triple.startswith("x86_64") and "avx2" in features

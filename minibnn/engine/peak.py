@@ -1,8 +1,8 @@
 """The binary peak of this machine, measured: XOR, popcount and add on L1-resident data.
 
 `bench kernels` reports each packed conv as a share of this figure rather than of a peak
-assumed from a vendor's port count (an assumed Intel AVX-512 peak put layers on an AMD core
-well above 100 % "of peak"). The loop is the kernels' innermost step and nothing else:
+assumed from a vendor's port count (docs/engine_speed.md says why). The loop is the kernels'
+innermost step and nothing else:
 
     acc[b, j] += sum_{k < 18} popcount(x_k ^ w[b, k, j])      (b < B tiles, j < 16 lanes)
 
@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from .isa import POPCOUNT_BYTES, _hot_loop_hints, popcount_method, popsum16
-from .kernels import _popcount6
+from .gemm import _popcount6
 
 __all__ = ["measure_peak", "PEAK_TILES"]
 
@@ -48,7 +48,7 @@ def _peak_rounds(w, x, acc, rounds, method):
                          (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112, o + 128,
                           o + 144, o + 160, o + 176, o + 192, o + 208, o + 224, o + 240,
                           o + 256, o + 272), xs, True)
-            else:                                   # as kernels_conv._row9 writes it
+            else:                                   # as conv._row9 writes it
                 x0, x1, x2 = xs[0:6], xs[6:12], xs[12:18]
                 for j in range(_LANES):
                     acc[b, j] += (_popcount6(x0, w[o + j], w[o + 16 + j], w[o + 32 + j],

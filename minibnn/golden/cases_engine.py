@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine import bitpack, kernels, kernels_conv
+from ..engine import bitpack, conv, gemm
 from .spec import register, activation, SIGN0
 
 __all__: list[str] = []  # registers cases with spec.register on import
@@ -26,20 +26,20 @@ def _op_engine_conv(i, p, a):
     x_words = bitpack.pack_nhwc(x, layout="NCHW")               # (N, H, W, W64)
     w_words = bitpack.pack_nhwc(w, layout="NCHW")               # (M, kh, kw, W64)
     out = {"x_words": x_words, "w_words": w_words,
-           "y": kernels_conv.binary_conv2d(x_words, w_words, x.shape[1], a["stride"],
+           "y": conv.binary_conv2d(x_words, w_words, x.shape[1], a["stride"],
                                            a["padding"])}
     if "scale" in p:
         scale, bias = p["scale"].data, p["bias"].data
-        out["y_float"] = kernels_conv.binary_conv2d(x_words, w_words, x.shape[1], a["stride"],
+        out["y_float"] = conv.binary_conv2d(x_words, w_words, x.shape[1], a["stride"],
                                                     a["padding"], scale, bias)
-        out["y_bits"] = kernels_conv.binary_conv2d(x_words, w_words, x.shape[1], a["stride"],
+        out["y_bits"] = conv.binary_conv2d(x_words, w_words, x.shape[1], a["stride"],
                                                    a["padding"], scale, bias, to_bits=True)
     return out
 
 
 def _make_engine_bits(rng):
     inputs, params = _make_engine_conv(rng, 1, 5, 3)
-    acc = kernels_conv.binary_conv2d_reference(np.where(inputs["x"] < 0, -1, 1),
+    acc = conv.binary_conv2d_reference(np.where(inputs["x"] < 0, -1, 1),
                                                np.where(params["weight"] < 0, -1, 1), 2, 1)
     scale = np.array([1.0, -0.5, 0.25], np.float32)
     bias = np.array([-acc[0, 0, 1, 1], 3.0, -1.5], np.float32)   # channel 0 hits 0 exactly
@@ -55,7 +55,7 @@ _ENGINE_CONV = (
     "contributes 0), NHWC (N, OH, OW, M) int32 (the engine's layout).",
 )
 register(name="engine.binary_conv2d",
-      reference="minibnn.engine.bitpack.pack_nhwc, minibnn.engine.kernels_conv.binary_conv2d",
+      reference="minibnn.engine.bitpack.pack_nhwc, minibnn.engine.conv.binary_conv2d",
       op=_op_engine_conv, make=lambda rng: _make_engine_conv(rng, 1, 5, 3),
       attrs={"stride": 1, "padding": 1},
       description="The packed XNOR-popcount convolution: pack the signs of x and w into "
@@ -63,7 +63,7 @@ register(name="engine.binary_conv2d",
                   "pixels corrected for zero padding. Stride 1, padding 1, C = 70.",
       conventions=_ENGINE_CONV)
 register(name="engine.binary_conv2d_bits",
-      reference="minibnn.engine.bitpack.pack_nhwc, minibnn.engine.kernels_conv.binary_conv2d",
+      reference="minibnn.engine.bitpack.pack_nhwc, minibnn.engine.conv.binary_conv2d",
       op=_op_engine_conv, make=_make_engine_bits, attrs={"stride": 2, "padding": 1},
       description="The packed conv with its fused output stage, stride 2, padding 1: y as "
                   "engine.binary_conv2d, y_float = float32(y) * scale + bias (float32), y_bits "
@@ -79,11 +79,11 @@ def _op_engine_linear(i, p, a):
     x_words = bitpack.pack_rows(i["x"].data)                    # (B, W64)
     w_words = bitpack.pack_rows(p["weight"].data)               # (M, W64)
     return {"x_words": x_words, "w_words": w_words,
-            "y": kernels.binary_linear(x_words, w_words, i["x"].shape[1])}
+            "y": gemm.binary_linear(x_words, w_words, i["x"].shape[1])}
 
 
 register(name="engine.binary_linear",
-      reference="minibnn.engine.bitpack.pack_rows, minibnn.engine.kernels.binary_linear",
+      reference="minibnn.engine.bitpack.pack_rows, minibnn.engine.gemm.binary_linear",
       op=_op_engine_linear,
       make=lambda rng: ({"x": activation(rng, (5, _ENGINE_C), zeros=4).astype(np.float32)},
                         {"weight": activation(rng, (3, _ENGINE_C), zeros=2).astype(np.float32)}),

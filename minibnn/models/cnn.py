@@ -60,3 +60,9 @@ class SmallCNN(Backbone):
 
     def _pool(self, last: Tensor) -> Tensor:
         return last.flatten(1)           # (N, C * H * W)
+
+    def _export_stages(self, builder, x):
+        return builder.chain(list(self.stages), x)
+
+    def _export_pool(self, builder, x):
+        return builder.flatten(x, self.embedding_dim)

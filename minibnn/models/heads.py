@@ -106,6 +106,23 @@ class Backbone(Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_all(x).logits
 
+    # ------------------------------------------------------------------ packed export
+    def export_packed(self, builder, x):
+        """The packed engine's export protocol (minibnn.engine.export): the order of
+        forward_all, stages -> pooling -> classifier, through the builder it is given."""
+        x = self._export_pool(builder, self._export_stages(builder, x))
+        return builder.chain([self.classifier], x)
+
+    def _export_stages(self, builder, x):
+        """Export `_stages` (the hook a subclass implements to be exportable)."""
+        builder.fail(self, "this architecture does not describe its packed export "
+                           "(_export_stages / _export_pool)")
+
+    def _export_pool(self, builder, x):
+        """Export `_pool`."""
+        builder.fail(self, "this architecture does not describe its packed export "
+                           "(_export_stages / _export_pool)")
+
 
 # ----------------------------------------------------------------------------- heads
 class ProjectionHead(Module):
@@ -138,6 +155,11 @@ class MLPHead(Module):
     def forward(self, x: Tensor) -> Tensor:
         z = self.fc2(self.relu(self.fc1(x.flatten(1))))  # (N, out)
         return F.normalize(z, axis=1) if self.normalize else z
+
+    def export_packed(self, builder, x):
+        """Packed export (minibnn.engine.export's protocol): fc1 -> ReLU -> fc2 [-> L2]."""
+        x = builder.chain([self.fc1, self.relu, self.fc2], x)
+        return builder.l2_normalize(x) if self.normalize else x
 
 
 # ------------------------------------------------------------------------- factories

@@ -13,6 +13,7 @@ is no dropout. The real twin uses ReLU unless `activation` says otherwise.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 from ..autograd import Tensor
@@ -60,3 +61,10 @@ class MLP(Backbone):
 
     def _pool(self, last: Tensor) -> Tensor:
         return last                                 # already (N, D)
+
+    def _export_stages(self, builder, x):
+        x = builder.flatten(x, math.prod(self.input_shape))            # (N, C*H*W)
+        return builder.chain([self.input_layer, *self.hidden], x)
+
+    def _export_pool(self, builder, x):
+        return x

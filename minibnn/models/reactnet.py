@@ -60,6 +60,10 @@ class AvgDown2(Module):
             x = F.concatenate([x, x[:, :, :, -1:]], axis=3)        # (N, C, H', W + 1)
         return F.avg_pool2d(x, 2, 2)                              # (N, C, ceil(H/2), ceil(W/2))
 
+    def export_packed(self, builder, x):
+        """Packed export (minibnn.engine.export's protocol): the engine's avg_down2 step."""
+        return builder.avg_down2(x, self)
+
 
 def hardbinary_init(shape: tuple, rng: np.random.Generator) -> np.ndarray:
     """U[0, 0.001): the official HardBinaryConv initialisation (all latent weights positive)."""
@@ -116,6 +120,17 @@ class ReActBlock(Module):
         out = parts[0] if len(parts) == 1 else F.concatenate(parts, axis=1)   # (N, M, H/s, W/s)
         return self.act1(out)
 
+    def export_packed(self, builder, x):
+        """Packed export (minibnn.engine.export's protocol): each RSign's bias becomes the
+        bias of the packed sign, the shortcuts are added in the output stages, and the 1x1
+        convs run as one conv with all their outputs (y tiled over them as the shortcut)."""
+        r = builder.chain([self.pool], x)            # AvgDown2, or Identity
+        y = builder.layer(self.conv3, x, bns=[self.bn3], act=self.act3, residual=r,
+                          rsign=self.sign3)
+        convs = list(self.convs1)
+        return builder.layer(convs, y, bns=list(self.bns1), act=self.act1, rsign=self.sign1,
+                             residual=builder.residual(y, repeats=len(convs)))
+
 
 class ReActNet(Backbone):
     """Stage features: the output of the last block at each resolution (and the final block)."""
@@ -165,6 +180,12 @@ class ReActNet(Backbone):
 
     def _pool(self, last: Tensor) -> Tensor:
         return last.mean(axis=(2, 3))            # (N, c_last)
+
+    def _export_stages(self, builder, x):
+        return builder.chain([self.stem_conv, self.stem_bn, *self.blocks], x)
+
+    def _export_pool(self, builder, x):
+        return builder.global_avg_pool(x)
 
 
 def reactnet_a(in_channels: int = 3, image_size: int = 224, num_classes: int = 1000,

@@ -94,6 +94,18 @@ class BiRealBlock(Module):
         h = self.act1(self.bn1(self.conv1(x)) + self.downsample(x))   # (N, M, H/s, W/s)
         return self.act2(self.bn2(self.conv2(h)) + h)                 # (N, M, H/s, W/s)
 
+    def export_packed(self, builder, x):
+        """Packed export (minibnn.engine.export's protocol): each shortcut is added in its
+        conv's output stage. Option A reads x at stride s into the middle channels."""
+        ds = self.downsample
+        if isinstance(ds, ShortcutA):                # x[:, :, ::s, ::s] into channels lo..
+            builder.absorb(ds)
+            res = builder.residual(x, stride=ds.stride, offset=ds.pad[0])
+        else:                                        # identity, or 1x1 conv + BN
+            res = builder.chain([ds], x)
+        h = builder.layer(self.conv1, x, bns=[self.bn1], act=self.act1, residual=res)
+        return builder.layer(self.conv2, h, bns=[self.bn2], act=self.act2, residual=h)
+
 
 class ResNet(Backbone):
     """Stem, stages of BiRealBlocks, global pool; classifier = BN1d -> FP Linear.
@@ -143,6 +155,12 @@ class ResNet(Backbone):
 
     def _pool(self, last: Tensor) -> Tensor:
         return last.mean(axis=(2, 3))             # (N, C_last)
+
+    def _export_stages(self, builder, x):
+        return builder.chain([self.stem, *self.stages], x)
+
+    def _export_pool(self, builder, x):
+        return builder.global_avg_pool(x)
 
 
 def resnet20(in_channels: int = 3, image_size: int = 32, num_classes: int = 10,

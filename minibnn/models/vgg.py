@@ -67,3 +67,9 @@ class VGGSmall(Backbone):
 
     def _pool(self, last: Tensor) -> Tensor:
         return last.flatten(1)                   # (N, 512w * (S/8)^2), as IR-Net's fc input
+
+    def _export_stages(self, builder, x):
+        return builder.chain(list(self.layers), x)
+
+    def _export_pool(self, builder, x):
+        return builder.flatten(x, self.embedding_dim)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from minibnn.engine import bitpack, kernels, kernels_conv
+from minibnn.engine import bitpack, conv, gemm
 
 rng = np.random.default_rng(0)
 
@@ -26,11 +26,11 @@ print("1. dot_from_words equals a @ b for K = 1, 63, 64, 65, 200")
 a, b = random_pm1((1, 70)), random_pm1((1, 70))
 wa, wb = bitpack.pack_rows(a), bitpack.pack_rows(b)
 wa[0, 1] |= np.uint64(1) << np.uint64(70 - 64)             # first unused bit of word 1
-got = kernels.xnor_gemm_naive(wa, wb, 70)[0, 0]            # the unchecked kernel
+got = gemm.xnor_gemm_naive(wa, wb, 70)[0, 0]            # the unchecked kernel
 print(f"2. with a stray tail bit: {got}, float dot: {(a @ b.T)[0, 0]:.0f}")
 assert got == (a @ b.T)[0, 0] - 2
 try:
-    kernels.xnor_gemm(wa, wb, 70)                            # the public entry point checks
+    gemm.xnor_gemm(wa, wb, 70)                            # the public entry point checks
     raise AssertionError("xnor_gemm accepted a dirty tail bit")
 except ValueError as err:
     print("   xnor_gemm refuses it:", err)
@@ -42,7 +42,7 @@ w = random_pm1((2, 64, 3, 3))
 tap_sums = w.sum(axis=1).transpose(1, 2, 0)
 counts = {}
 for size in (1, 2, 9):
-    rows, cols, _ = kernels_conv.border_table(tap_sums, 64, size, size, 1, 1)
+    rows, cols, _ = conv.border_table(tap_sums, 64, size, size, 1, 1)
     counts[size] = len(set(rows.tolist())) * len(set(cols.tolist()))
 print("3. border classes per image size:", counts)
 assert counts == {1: 1, 2: 4, 9: 9}

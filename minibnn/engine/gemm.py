@@ -4,13 +4,10 @@ For a, b in {-1,+1}^K packed as bits (1 means -1, tail bits 0):  a.b = K - 2 pop
 This file: the microkernels shared by the GEMM and the conv, the packed GEMM and binary linear
 layer, and the fused output stages (scale/bias to float32, or a per-channel threshold that emits
 packed bits). The popcount itself and the choice of method per CPU live in isa.py, the conv in
-kernels_conv.py, the fast float -> bits packer in kernels_pack.py, aligned buffers in
-buffers.py. Imports numpy, numba, isa.py, buffers.py and kernels_pack.py only; runs as plain
-Python under NUMBA_DISABLE_JIT=1 (slowly).
-When editing: Numba's on-disk cache (cache=True) keys each function on its own file only, so
-kernels_conv.py keeps running its cached copies of the helpers here after they change (as this
-file and ops.py do with kernels_pack.py's neg_bits64 and isa.py's popsum16); delete
-minibnn/engine/__pycache__/*.nbi and *.nbc before testing or timing an edit.
+conv.py, the fast float -> bits packer in pack.py, aligned buffers in buffers.py. Imports
+numpy, numba, isa.py, buffers.py and pack.py only; runs as plain Python under
+NUMBA_DISABLE_JIT=1 (slowly). Editing a helper that other files call: see "Numba's cache" in
+docs/engine_speed.md.
 Reference: Rastegari et al. 2016 (XNOR-Net), arXiv:1603.05279.
 """
 
@@ -21,7 +18,7 @@ from numba import njit, prange
 from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
 from .isa import (POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method,
                   popsum16)
-from .kernels_pack import neg_bits64, pack_signs_reference
+from .pack import neg_bits64, pack_signs_reference
 
 __all__ = [
     "popcount", "aligned_empty", "aligned_copy", "pad_lanes", "fold_threshold",

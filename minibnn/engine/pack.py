@@ -3,7 +3,7 @@
 Same format as bitpack.pack_bits (bit b of word w = element 64w + b, bit = x < 0, so 0 and -0.0
 are +1, tail bits 0), but one pass over the floats, threaded, and able to read NCHW directly.
 Used where a float layer hands over to a binary one; its `neg_bits64` also packs the bits that
-the output stages emit (kernels._emit, ops.stage). Imports numpy, numba, llvmlite and isa.py.
+the output stages emit (gemm._emit, stage.stage). Imports numpy, numba, llvmlite and isa.py.
 """
 
 import numpy as np

@@ -7,7 +7,7 @@ of sign(x), sign(w). The fast kernel pads with the bit 0 (+1) once and subtracts
 pixels only, the per-channel sum of the weight taps that fell outside (Larq Compute Engine's
 idea; Bannink et al. 2021, arXiv:2011.09398). The popcount method follows the ISA path
 (isa.py): _row9 with word popcounts on avx512, _row9_bytes on avx2 and generic. Imports numpy,
-numba, isa.py, buffers.py and kernels.py only.
+numba, isa.py, buffers.py and gemm.py only.
 """
 
 import numpy as np
@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from .isa import POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method, popsum16
 from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
-from .kernels import (_accumulate1, _accumulate4, _accumulate4x3, _accumulate_bytes,
+from .gemm import (_accumulate1, _accumulate4, _accumulate4x3, _accumulate_bytes,
                       _check_words, _emit, _output_arrays, _output_stage, _popcount6,
                       _use_threads)
 
@@ -105,7 +105,7 @@ def border_table(tap_sums: np.ndarray, c: int, h: int, w: int, stride: int, padd
 
 @njit(cache=True, inline="always")
 def _halves3k(x3, k, i, c):
-    """kernels._halves3 of row k of x3 uint32 (rows, pixels, Cw32)."""
+    """gemm._halves3 of row k of x3 uint32 (rows, pixels, Cw32)."""
     return (x3[k, i, c], x3[k, i, c + 1], x3[k, i + 1, c], x3[k, i + 1, c + 1], x3[k, i + 2, c],
             x3[k, i + 2, c + 1])
 
@@ -301,7 +301,7 @@ class PackedConv2d:
 
     Build with prepare_conv2d(w_words, c, stride, padding, scale, bias, to_bits). Call with
     x_words uint64 (N, H, W, ceil(c/64)) (NHWC, channels packed: bitpack.pack_nhwc or
-    kernels_pack.pack_signs, or a previous layer with to_bits=True) ->
+    pack.pack_signs, or a previous layer with to_bits=True) ->
         no stage:      int32   (N, OH, OW, M)   exact conv of sign(x), sign(w), zero padded
         scale/bias:    float32 (N, OH, OW, M)   acc * scale + bias
         to_bits=True:  uint64  (N, OH, OW, ceil(M/64))  packed sign(acc * scale + bias)
