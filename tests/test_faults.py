@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minibnn.cli import main
-from minibnn.train import load_state, save_state
+from minibnn.checkpoint import load_state, save_state
 
 TINY = ["--model", "mlp", "--dataset", "synthetic", "--width", "0.25", "--limit-train", "160",
         "--batch-size", "32", "--quiet"]

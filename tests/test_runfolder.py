@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minibnn.train import (NonFiniteLossError, TrainConfig, load_model, load_state, read_history,
-                           recover, resume_training, run_training)
+from minibnn.checkpoint import load_state, resolve
+from minibnn.train import (NonFiniteLossError, TrainConfig, load_model, read_history, recover,
+                           resume_training, run_training)
 from minibnn.train import runner
-from minibnn.train.runfolder import EpochTransaction, read_record, resolve, sha256_file
+from minibnn.train.runfolder import EpochTransaction, read_record, sha256_file
 
 HARNESS = Path(__file__).with_name("kill_harness.py")
 FILES = ["best.npz", "config.json", "history.csv", "history.json", "last.npz", "run.json"]

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import eval_loader, load_dataset
-    from ..train import evaluate, load_model
+    from ..methods import evaluate
+    from ..train import load_model
 
     if (args.checkpoint is None) == (args.packed is None):
         raise ValueError("give either a CHECKPOINT or --packed PACKED_NPZ (one of the two)")

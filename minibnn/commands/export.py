@@ -33,15 +33,14 @@ def _val_loader(name: str, data_dir, mean, std, batch_size: int, limit: int | No
 
 def run(args: argparse.Namespace) -> int:
     from ..autograd import Tensor, no_grad
-    from ..data import load_dataset
     from ..engine import export
-    from ..train import load_model
+    from ..train import load_trained
 
-    model, config = load_model(args.checkpoint)
+    trained, config = load_trained(args.checkpoint)      # the checkpoint describes its data
+    model, info = trained.model, trained.data
     data_dir = args.data_dir or config.data_dir
-    _, val = load_dataset(config.dataset, data_dir)
-    meta = {"model_name": config.model, "dataset": config.dataset, "mean": list(val.mean),
-            "std": list(val.std), "width": config.width, "real": config.real,
+    meta = {"model_name": config.model, "dataset": config.dataset, "mean": list(info.mean),
+            "std": list(info.std), "width": config.width, "real": config.real,
             "input_quantizer": config.input_quantizer, "weight_quantizer": config.weight_quantizer,
             "source": str(args.checkpoint)}
     packed = export(model, meta=meta)
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"packed {report.packed_bytes:,} bytes vs float32 {report.float32_bytes:,} bytes: "
           f"{report.ratio:.1f}x smaller")
     if args.check > 0:
-        _, loader = _val_loader(config.dataset, data_dir, val.mean, val.std, 250, args.check)
+        _, loader = _val_loader(config.dataset, data_dir, info.mean, info.std, 250, args.check)
         same = total = 0
         with no_grad():
             for xb, _, _ in loader:
