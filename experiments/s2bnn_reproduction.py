@@ -33,9 +33,8 @@ import numpy as np
 
 from minibnn.evaluate import linear_evaluation
 from minibnn.data import load_dataset
-from minibnn.methods.s2bnn_recipe import make_config
 from minibnn.train import (TrainConfig, build_run, load_model, read_history, resume_training,
-                           run_training)
+                           run_training, s2bnn_config)
 
 VARIANTS = (("contrastive", "S2-BNN contrastive only"),
             ("contrastive+distill", "S2-BNN contrastive + distillation"),
@@ -141,7 +140,7 @@ def main(argv=None) -> int:
     cache: dict = {}
     results: dict = {"args": vars(args), "rows": {}}
 
-    teacher_cfg = make_config("contrastive", real=True, width=args.teacher_width,
+    teacher_cfg = s2bnn_config("contrastive", real=True, width=args.teacher_width,
                               epochs=args.teacher_epochs, lr=args.teacher_lr, seed=0,
                               aug="moco_v2", **common)
     teacher = train(teacher_cfg, out / "teacher-moco-real", args.quiet)
@@ -154,16 +153,16 @@ def main(argv=None) -> int:
             teacher_path = str(teacher) if "distill" in variant else None
             base = dict(width=args.width, epochs=args.epochs, lr=args.lr, seed=seed,
                         teacher=teacher_path, **common)
-            step1 = train(make_config(variant, step=1, **base),
+            step1 = train(s2bnn_config(variant, step=1, **base),
                           out / f"{variant}-step1-s{seed}", args.quiet)
-            step2 = train(make_config(variant, step=2, init_from=str(step1), **base),
+            step2 = train(s2bnn_config(variant, step=2, init_from=str(step1), **base),
                           out / f"{variant}-step2-s{seed}", args.quiet)
             results["rows"].setdefault(label, {})[seed] = lincls(step2, args, cache)
             after1 = results["rows"].setdefault(label + " (after step 1)", {})
             after1[seed] = lincls(step1, args, cache)
         if args.random_init:
             for kind, real in (("binary", False), ("real-valued", True)):
-                cfg = make_config("contrastive", real=real, width=args.width, seed=seed,
+                cfg = s2bnn_config("contrastive", real=real, width=args.width, seed=seed,
                                   step=2, **common)
                 label = f"random init, {kind} ReActNet x{args.width:g} (no training)"
                 results["rows"].setdefault(label, {})[seed] = lincls_random(
@@ -171,12 +170,12 @@ def main(argv=None) -> int:
         for variant in args.one_step:
             label = dict(VARIANTS)[variant] + ", one step"
             teacher_path = str(teacher) if "distill" in variant else None
-            one = train(make_config(variant, step=2, width=args.width, epochs=2 * args.epochs,
+            one = train(s2bnn_config(variant, step=2, width=args.width, epochs=2 * args.epochs,
                                     lr=args.lr, seed=seed, teacher=teacher_path, **common),
                         out / f"{variant}-onestep-s{seed}", args.quiet)
             results["rows"].setdefault(label, {})[seed] = lincls(one, args, cache)
         if not args.no_real_twin:
-            twin = train(make_config("contrastive", real=True, width=args.width,
+            twin = train(s2bnn_config("contrastive", real=True, width=args.width,
                                      epochs=2 * args.epochs, lr=args.lr, seed=seed,
                                      aug="moco_v2", **common),
                          out / f"moco-real-twin-s{seed}", args.quiet)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from minibnn.cli import main
-from minibnn.train import load_state
+from minibnn.checkpoint import load_state
 from minibnn.train.runfolder import sha256_file
 
 ARGS = ["--model", "mlp", "--dataset", "synthetic", "--width", "0.25", "--epochs", "3", "--limit-train", "160",

@@ -1,45 +1,15 @@
-"""The shape of the engine: autograd and functional import one way (checked by import-linter's
-contracts in pyproject.toml), have no imports inside functions, keep no second module under an
-old name, and attach the primitives to Tensor in one place, as the primitives themselves."""
+"""The shape of the engine: no second module under an old name, and the primitives attached to
+Tensor in one place, as the primitives themselves. (That autograd and functional import one way
+and have no imports inside functions is checked for the whole package by test_architecture.py.)"""
 
-import ast
 import importlib.util
-import pathlib
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
-import minibnn
 from minibnn import Tensor
 from minibnn import functional as F
 from minibnn.autograd import elementwise, reductions, shape, tensor_methods
-
-ROOT = pathlib.Path(minibnn.__file__).parent
-
-
-def _function_level_imports(folder: pathlib.Path) -> list[str]:
-    found = []
-    for path in sorted(folder.rglob("*.py")):
-        for fn in ast.walk(ast.parse(path.read_text())):
-            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                found += [f"{path.name}:{node.lineno}" for node in ast.walk(fn)
-                          if isinstance(node, (ast.Import, ast.ImportFrom))]
-    return found
-
-
-@pytest.mark.parametrize("package", ["autograd", "functional"])
-def test_no_imports_inside_functions(package):
-    assert _function_level_imports(ROOT / package) == []
-
-
-def test_the_function_level_import_scan_finds_one():
-    """The scan above can fail: it sees an import placed inside a function."""
-    tree = "def f():\n    from . import ops\n    return ops\n"
-    nodes = [n for fn in ast.walk(ast.parse(tree)) if isinstance(fn, ast.FunctionDef)
-             for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)]
-    assert len(nodes) == 1
 
 
 @pytest.mark.parametrize("old", ["minibnn.autograd.functional", "minibnn.autograd.conv",
@@ -47,18 +17,6 @@ def test_the_function_level_import_scan_finds_one():
                                  "minibnn.autograd.ops", "minibnn.autograd.ops_structure"])
 def test_moved_modules_are_gone_from_their_old_paths(old):
     assert importlib.util.find_spec(old) is None
-
-
-def test_import_contracts_of_autograd_and_functional_are_kept():
-    pytest.importorskip("importlinter")
-    exe = shutil.which("lint-imports")
-    if exe is None:
-        pytest.skip("lint-imports is not on PATH")
-    result = subprocess.run([exe, "--no-cache", "--no-logo", "--contract", "autograd-inside",
-                             "--contract", "functional-inside"],
-                            cwd=ROOT.parent, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("KEPT") == 2
 
 
 def test_tensor_methods_are_the_primitives_themselves():

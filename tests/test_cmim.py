@@ -11,7 +11,8 @@ from minibnn.autograd import gradcheck
 from minibnn.methods import cmim
 from minibnn.methods import cmim_recipe
 from minibnn.models import build_model
-from minibnn.train import TrainConfig, load_state, resume_training, run_training
+from minibnn.checkpoint import load_state
+from minibnn.train import TrainConfig, resume_training, run_training
 
 
 def unit_rows(rng, shape):

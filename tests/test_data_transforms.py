@@ -198,3 +198,29 @@ def test_eval_loader_normalises_in_order_and_respects_limit():
         / np.float32([0.2, 0.4])[:, None, None]
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(np.concatenate([b[2] for b in batches]), np.arange(5))
+
+
+def _training_transform_of_0_1(x, rng, mean, std):
+    """The per-batch transform `minibnn train --augment` used in 0.1.0 (train/runner.py), kept
+    here verbatim as the oracle of train_augment."""
+    mean, std = np.array(mean, np.float32), np.array(std, np.float32)
+    x = T.normalize(x, mean, std)
+    x = T.pad_random_crop(x, 4 if x.shape[-1] >= 32 else 2, rng)
+    if x.shape[1] == 3:
+        x = T.random_hflip(x, rng)
+    return x
+
+
+@pytest.mark.parametrize("shape", [(9, 3, 32, 32), (9, 1, 28, 28), (9, 3, 16, 16), (9, 1, 40, 40)])
+def test_train_augment_equals_the_training_transform_bit_for_bit(shape):
+    rng = np.random.default_rng(5)
+    x = rng.random(shape).astype(np.float32)
+    mean, std = (0.49, 0.48, 0.45)[:shape[1]], (0.25, 0.24, 0.26)[:shape[1]]
+    augment = T.train_augment(np.array(mean, np.float32), np.array(std, np.float32), shape[-1],
+                              shape[1])
+    a, b = np.random.default_rng(11), np.random.default_rng(11)
+    for _ in range(3):                                   # the generators stay in step, too
+        got, want = augment(x, a), _training_transform_of_0_1(x, b, mean, std)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    assert a.bit_generator.state == b.bit_generator.state

@@ -1,11 +1,6 @@
 """The export protocol (engine/export.py): an architecture defined here, unknown to the engine,
-exports exactly through export_packed(builder, x); the builder names what it cannot run; the
-engine imports nothing above nn (import-linter contracts in pyproject.toml)."""
-
-import os
-import shutil
-import subprocess
-from pathlib import Path
+exports exactly through export_packed(builder, x); the builder names what it cannot run. (That
+the engine imports nothing above nn is an import contract, checked by test_architecture.py.)"""
 
 import numpy as np
 import pytest
@@ -18,8 +13,6 @@ from minibnn.models import Backbone
 from minibnn.nn import (AvgPool2d, BatchNorm2d, BinaryConv2d, Conv2d, Hardtanh, Identity, Linear,
                         MaxPool2d, Module, RSign, Sequential, Tanh, as_generator)
 from test_engine_export import check_against_model, perturb_batchnorm
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class TwoPathBlock(Module):
@@ -125,16 +118,3 @@ def test_a_block_that_forgets_a_leaf_or_its_result_fails():
     with pytest.raises(ExportError, match="'pool'.*must return"):
         export(model)
 
-
-def test_engine_imports_only_nn_and_its_kernels_import_nothing_above():
-    pytest.importorskip("importlinter")
-    exe = shutil.which("lint-imports")
-    if exe is None:
-        pytest.skip("lint-imports is not on PATH")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([exe, "--no-cache", "--contract", "engine-below-models",
-                             "--contract", "engine-kernels-pure", "--contract",
-                             "bitpack-standalone"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("KEPT") == 3

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minibnn.cli import main
-from minibnn.train import load_state, save_state
+from minibnn.checkpoint import load_state, save_state
 
 TINY = ["--model", "mlp", "--dataset", "synthetic", "--width", "0.25", "--limit-train", "160",
         "--batch-size", "32", "--quiet"]
@@ -83,13 +83,13 @@ def test_a_failed_run_leaves_no_folder(capsys, tmp_path, monkeypatch, argv):
 
 
 def test_pretrain_divergence_is_one_line(capsys, tmp_path, monkeypatch):
-    from minibnn import train
-    from minibnn.train.loop import NonFiniteLossError
+    from minibnn.commands import pretrain
+    from minibnn.train import NonFiniteLossError
 
     def diverge(*args, **kwargs):
         raise NonFiniteLossError("the loss became nan at epoch 1, step 3")
 
-    monkeypatch.setattr(train, "run_training", diverge)
+    monkeypatch.setattr(pretrain, "run_training", diverge)
     assert "the loss became nan" in fails(capsys, "pretrain", "--out", tmp_path / "p")
 
 

@@ -229,7 +229,8 @@ def test_bad_inputs_give_errors_that_name_the_shapes(rng):
 # ---------------------------------------------------------------------------- recipe
 from minibnn.methods import lcr_recipe  # noqa: E402
 from minibnn.models import build_model  # noqa: E402
-from minibnn.train import TrainConfig, load_state, read_history, resume_training, run_training  # noqa: E402
+from minibnn.checkpoint import load_state  # noqa: E402
+from minibnn.train import TrainConfig, read_history, resume_training, run_training  # noqa: E402
 
 
 def tiny(**overrides):

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minibnn.train import (NonFiniteLossError, TrainConfig, load_model, load_state, read_history,
-                           recover, resume_training, run_training)
-from minibnn.train import runner
-from minibnn.train.runfolder import EpochTransaction, read_record, resolve, sha256_file
+from minibnn.checkpoint import load_state, resolve
+from minibnn.methods import base as methods_base
+from minibnn.train import (NonFiniteLossError, TrainConfig, load_model, read_history, recover,
+                           resume_training, run_training)
+from minibnn.train.runfolder import EpochTransaction, read_record, sha256_file
 
 HARNESS = Path(__file__).with_name("kill_harness.py")
 FILES = ["best.npz", "config.json", "history.csv", "history.json", "last.npz", "run.json"]
@@ -73,7 +74,7 @@ def test_a_nan_validation_loss_is_refused_before_anything_is_written(tmp_path, m
         calls.append(1)
         return {"val_loss": float("nan") if len(calls) == 2 else 1.0, "val_accuracy": 0.5}
 
-    monkeypatch.setattr(runner, "evaluate", evaluate)
+    monkeypatch.setattr(methods_base, "evaluate", evaluate)     # what the "ce" recipe validates with
     with pytest.raises(NonFiniteLossError, match=r"val_loss became nan at epoch 2.*last\.npz "
                                                  r"\(epoch 1\)"):
         run_training(tiny(epochs=3), tmp_path / "run", quiet=True)

@@ -15,11 +15,13 @@ from minibnn.data import load_dataset
 from minibnn.methods import s2bnn_recipe
 from minibnn.methods.s2bnn import (MoCoQueue, distribution_loss, knn_predict, moco_infonce,
                                    moco_logits, momentum_update)
-from minibnn.methods.s2bnn_recipe import S2BNNAugment, load_teacher, make_config
+from minibnn.methods.s2bnn_augment import S2BNNAugment
+from minibnn.methods.s2bnn_teacher import load_teacher
 from minibnn.models import build_model
 from minibnn.nn import binary as nnb
-from minibnn.train import (TrainConfig, build_run, load_model, load_state, resume_training,
-                           run_training)
+from minibnn.checkpoint import load_state
+from minibnn.train import (TrainConfig, build_run, load_model, resume_training, run_training,
+                           s2bnn_config)
 
 
 def softmax(x, axis=1):
@@ -190,8 +192,8 @@ TINY = dict(dataset="synthetic", width=0.125, limit_train=128, batch_size=64, ep
 def runs(tmp_path_factory):
     """A MoCo teacher (real ReActNet) and a step-1 contrastive+distill student, one epoch each."""
     root = tmp_path_factory.mktemp("s2bnn")
-    run_training(make_config("contrastive", real=True, **TINY), root / "teacher", quiet=True)
-    run_training(make_config("contrastive+distill", step=1, teacher=str(root / "teacher"),
+    run_training(s2bnn_config("contrastive", real=True, **TINY), root / "teacher", quiet=True)
+    run_training(s2bnn_config("contrastive+distill", step=1, teacher=str(root / "teacher"),
                              **TINY), root / "step1", quiet=True)
     return root
 
@@ -202,13 +204,13 @@ def test_step1_has_real_weights_and_step2_binary_weights(runs):
     assert all(layer.weight_quantizer.name == "none" for _, layer in nnb.binary_layers(model))
     assert all(layer.input_quantizer.name == "identity" for _, layer in nnb.binary_layers(model))
     assert all(b.quantizer.name == "approx" for b in model.modules() if isinstance(b, nnb.RSign))
-    step2 = make_config("contrastive", step=2, **TINY)
+    step2 = s2bnn_config("contrastive", step=2, **TINY)
     assert step2.weight_quantizer is None and step2.optimizer == "adam"
     assert step2.schedule == "linear"
 
 
 def test_step2_initialisation_copies_every_shared_weight(runs):
-    config = make_config("contrastive+distill", step=2, init_from=str(runs / "step1"),
+    config = s2bnn_config("contrastive+distill", step=2, init_from=str(runs / "step1"),
                          teacher=str(runs / "teacher"), **TINY)
     run = build_run(config)
     saved = load_state(runs / "step1" / "best.npz")
@@ -225,7 +227,7 @@ def test_step2_initialisation_copies_every_shared_weight(runs):
 
 
 def test_step2_from_another_architecture_is_an_error(runs):
-    config = make_config("contrastive", step=2, init_from=str(runs / "step1"),
+    config = s2bnn_config("contrastive", step=2, init_from=str(runs / "step1"),
                          **{**TINY, "width": 0.25})
     with pytest.raises(ValueError, match="another architecture"):
         build_run(config)
@@ -242,11 +244,11 @@ def test_teacher_with_another_projection_size_is_an_error(runs):
 
 def test_queue_not_divisible_by_batch_and_missing_teacher_are_errors(runs):
     with pytest.raises(ValueError, match="multiple of the batch"):
-        build_run(make_config("contrastive", **{**TINY, "queue": 100}))
+        build_run(s2bnn_config("contrastive", **{**TINY, "queue": 100}))
     with pytest.raises(ValueError, match="needs a teacher"):
-        build_run(make_config("distill", **TINY))
+        build_run(s2bnn_config("distill", **TINY))
     with pytest.raises(ValueError, match="REAL weights"):
-        build_run(make_config("contrastive", step=1, **TINY, weight_quantizer="reactnet"))
+        build_run(s2bnn_config("contrastive", step=1, **TINY, weight_quantizer="reactnet"))
 
 
 def test_cli_step1_selects_real_weights():
@@ -262,7 +264,7 @@ def test_cli_step1_selects_real_weights():
 
 
 def test_resume_is_bit_exact(runs, tmp_path):
-    config = make_config("contrastive+distill", step=2, teacher=str(runs / "teacher"),
+    config = s2bnn_config("contrastive+distill", step=2, teacher=str(runs / "teacher"),
                          **{**TINY, "epochs": 2})
     full = run_training(config, tmp_path / "full", quiet=True)
     run_training(config, tmp_path / "half", quiet=True, stop_after=1)
@@ -275,7 +277,7 @@ def test_resume_is_bit_exact(runs, tmp_path):
 
 
 def test_recipe_owned_head_for_models_without_an_mlp_option(tmp_path):
-    config = make_config("contrastive", real=True, **{**TINY, "model": "cnn", "width": 0.25})
+    config = s2bnn_config("contrastive", real=True, **{**TINY, "model": "cnn", "width": 0.25})
     run_training(config, tmp_path / "cnn", quiet=True)
     project, info = load_teacher(tmp_path / "cnn", (1, 16, 16), dim=128)
     assert "recipe head" in info

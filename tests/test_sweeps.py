@@ -13,7 +13,8 @@ from minibnn.sweeps import SpecError, SweepError, execute, expand, parse_spec, p
 from minibnn.sweeps.report import mean_std, paired_difference, write_report
 from minibnn.sweeps.run import RunConflict, thread_env
 from minibnn.sweeps.sweep import claim
-from minibnn.train import load_state, run_training
+from minibnn.checkpoint import load_state
+from minibnn.train import run_training
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

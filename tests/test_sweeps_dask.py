@@ -18,7 +18,8 @@ from minibnn.blas_threads import blas_threads, set_blas_threads  # noqa: E402
 from minibnn.sweeps import SweepError, execute, parse_spec, plan, run_sweep  # noqa: E402
 from minibnn.sweeps.cluster import connect, dask_executor, local_cluster  # noqa: E402
 from minibnn.sweeps.run import set_process_threads  # noqa: E402
-from minibnn.train import load_state, read_history  # noqa: E402
+from minibnn.checkpoint import load_state  # noqa: E402
+from minibnn.train import read_history  # noqa: E402
 
 SPEC = """
 name = "dask-kill"

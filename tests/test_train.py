@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from minibnn import Tensor, no_grad
-from minibnn.train import (CheckpointError, NonFiniteLossError, TrainConfig, load_model,
-                           load_state, read_history, resume_training, run_training, save_state)
-from minibnn.train import checkpoint as checkpoint_module
+from minibnn import checkpoint as checkpoint_module
+from minibnn.checkpoint import CheckpointError, load_state, save_state
+from minibnn.methods import base as methods_base
+from minibnn.train import (NonFiniteLossError, TrainConfig, load_model, read_history,
+                           resume_training, run_training)
 from minibnn.train import runner as runner_module
 
 
@@ -102,7 +104,7 @@ def test_starting_over_an_existing_run_is_refused(four_epoch_run):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_loss = runner_module.cross_entropy_loss
+    real_loss = methods_base.cross_entropy_loss
 
     def loss_that_breaks(model, batch):
         calls["n"] += 1
@@ -111,7 +113,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
             out.loss = out.loss * np.float32("nan")
         return out
 
-    monkeypatch.setattr(runner_module, "cross_entropy_loss", loss_that_breaks)
+    monkeypatch.setattr(methods_base, "cross_entropy_loss", loss_that_breaks)
     with pytest.raises(NonFiniteLossError, match=r"nan at epoch 2, step 4.*last\.npz \(epoch 1\)"):
         run_training(tiny_config(), tmp_path, quiet=True)
     assert load_state(tmp_path / "last.npz")["epoch"] == 1

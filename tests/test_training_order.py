@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from minibnn.autograd import Tensor, detect_anomaly, no_grad
-from minibnn.methods.s2bnn_recipe import make_config as s2bnn_config
+from minibnn.train import s2bnn_config
 from minibnn.nn import Module
 from minibnn.train import TrainConfig, build_run, run_training
 

@@ -25,10 +25,9 @@ from minibnn import functional as F
 from minibnn.evaluate import linear_evaluation
 from minibnn.data import load_dataset
 from minibnn.methods.s2bnn import distribution_loss, knn_predict, moco_infonce
-from minibnn.methods.s2bnn_recipe import make_config
 from minibnn.models import build_model
 from minibnn.plots import figure_dir, plot_bars, plot_distributions
-from minibnn.train import TrainConfig, load_model, run_training
+from minibnn.train import TrainConfig, load_model, run_training, s2bnn_config
 
 FAST = os.environ.get("MINIBNN_FAST") == "1"
 FIGURES = figure_dir()                  # $MINIBNN_FIGURES, else figures/ beside the script
@@ -184,15 +183,15 @@ assert losses[-1] < losses[0] and abs(losses[-1] - h_t) < 1e-3
 # %%
 common = dict(width=WIDTH, epochs=EPOCHS, lr=1e-3, key_momentum=0.99, seed=0, **DATA)
 teacher = workdir / "teacher"
-run_training(make_config("contrastive", real=True, aug="moco_v2",
+run_training(s2bnn_config("contrastive", real=True, aug="moco_v2",
                          **{**common, "width": TEACHER_WIDTH, "epochs": TEACHER_EPOCHS}),
              teacher, quiet=True)
 runs = {"MoCo v2 real (teacher)": teacher}
 for variant in ("contrastive", "contrastive+distill", "distill"):
     kw = dict(common, teacher=str(teacher) if "distill" in variant else None)
     step1, step2 = workdir / f"{variant}-step1", workdir / f"{variant}-step2"
-    run_training(make_config(variant, step=1, **kw), step1, quiet=True)
-    run_training(make_config(variant, step=2, init_from=str(step1), **kw), step2, quiet=True)
+    run_training(s2bnn_config(variant, step=1, **kw), step1, quiet=True)
+    run_training(s2bnn_config(variant, step=2, init_from=str(step1), **kw), step2, quiet=True)
     runs[f"BNN {variant}"] = step2
     print(f"trained {variant}: step 1 then step 2")
 supervised = workdir / "supervised"

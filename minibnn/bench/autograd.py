@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from .. import functional as F
+from ..autograd import Tensor
 from . import interleaved_medians
 from .machine import print_machine_report
 
@@ -39,9 +41,6 @@ def _inputs(n: int, c: int, size: int, seed: int) -> dict:
 
 def conv_bn_relu_step(arrays: dict) -> tuple[np.ndarray, np.ndarray]:
     """One training step of the block in minibnn: returns (output, d loss / d x), loss = sum(y)."""
-    from .. import functional as F
-    from ..autograd import Tensor
-
     x = Tensor(arrays["x"], requires_grad=True)
     w = Tensor(arrays["w"], requires_grad=True)
     gamma = Tensor(arrays["gamma"], requires_grad=True)

@@ -14,6 +14,11 @@ import argparse
 
 import numpy as np
 
+from .. import optim
+from ..data import transforms
+from ..methods import cross_entropy_loss
+from ..methods.cmim_recipe import OfficialCMIM, PaperCMIM
+from ..models import build_model
 from . import clock_for
 from .machine import print_machine_report
 
@@ -41,12 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_variants(args: argparse.Namespace) -> dict:
     """name -> (model, recipe, optimizer) for CE, official (cached / per-step teacher), paper."""
-    from .. import optim
-    from ..data import transforms
-    from ..methods.cmim_recipe import OfficialCMIM, PaperCMIM
-    from ..models import build_model
-    from ..train.loop import cross_entropy_loss
-
     rng = np.random.default_rng(args.seed)
     labels = rng.integers(0, 10, size=args.n_data)
     images = rng.integers(0, 256, size=(args.n_data, 1, 28, 28), dtype=np.uint8)

@@ -12,7 +12,7 @@ import argparse
 from ..data import load_dataset
 from ..engine import export
 from ..evaluate import packed_agreement
-from ..train import load_model
+from ..train import load_trained
 
 __all__ = ["add_arguments", "run"]
 
@@ -28,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, config = load_model(args.checkpoint)
-    _, val = load_dataset(config.dataset, args.data_dir or config.data_dir)
-    meta = {"model_name": config.model, "dataset": config.dataset, "mean": list(val.mean),
-            "std": list(val.std), "width": config.width, "real": config.real,
+    trained, config = load_trained(args.checkpoint)      # the checkpoint describes its data
+    model, info = trained.model, trained.data
+    meta = {"model_name": config.model, "dataset": config.dataset, "mean": list(info.mean),
+            "std": list(info.std), "width": config.width, "real": config.real,
             "input_quantizer": config.input_quantizer, "weight_quantizer": config.weight_quantizer,
             "source": str(args.checkpoint)}
     packed = export(model, meta=meta)
@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     print(report)
     print(f"packed {report.packed_bytes:,} bytes vs float32 {report.float32_bytes:,} bytes: "
           f"{report.ratio:.1f}x smaller")
-    if args.check > 0:
+    if args.check > 0:                                   # the one dataset load of an export
+        _, val = load_dataset(config.dataset, args.data_dir or config.data_dir)
         agreement = packed_agreement(packed, model, val, limit=args.check)
         print(f"check: packed predictions equal the float model's on {agreement.same}/"
               f"{agreement.total} validation images")

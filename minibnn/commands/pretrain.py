@@ -17,13 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+from ..methods.s2bnn_options import DEFAULTS, add_view_arguments
+from ..train import NonFiniteLossError, resume_training, run_training, s2bnn_config
+from ..train.config import OPTIMIZERS, SCHEDULES
+from ..train.options import check_args, report_recovery
+
 __all__ = ["add_arguments", "run", "config_from_args"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..methods.s2bnn_recipe import DEFAULTS, add_view_arguments
-    from ..train.config import OPTIMIZERS, SCHEDULES
-
     d = DEFAULTS
     what = parser.add_argument_group("what to pretrain")
     what.add_argument("--method", choices=("moco",), default="moco",
@@ -69,9 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from ..methods.s2bnn_recipe import make_config
-
-    return make_config(
+    return s2bnn_config(
         "contrastive", real=True, model=args.model, width=args.width, dataset=args.dataset,
         data_dir=args.data_dir, limit_train=args.limit_train, optimizer=args.optimizer,
         lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
@@ -82,10 +82,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import resume_training, run_training
-    from ..train.loop import NonFiniteLossError
-    from .train import check_args, report_recovery
-
     check_args(args, "pretrain")
     try:
         if args.resume:

@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..methods import METHODS, add_method_arguments, options_from_args
+from ..methods import add_method_arguments, options_from_args
+from ..train import NonFiniteLossError, resume_training, run_training
 from ..train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from ..train.options import check_args, report_recovery
 
-__all__ = ["add_arguments", "run", "config_from_args", "check_args", "report", "RESUME_OPTIONS"]
+__all__ = ["add_arguments", "run", "config_from_args", "report"]
 
 _DEFAULTS = TrainConfig()
 
@@ -98,49 +100,6 @@ def _default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.model}-{kind}-{config.dataset}-s{config.seed}-{stamp}"
 
 
-RESUME_OPTIONS = {"resume", "epochs", "data_dir", "stop_after", "quiet"}
-
-
-def check_args(args: argparse.Namespace, command: str = "train") -> None:
-    """Refuse values that can never work, and options that would be silently ignored."""
-    for name in ("epochs", "stop_after"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    explicit = getattr(args, "_explicit", set())
-    if getattr(args, "resume", None):
-        ignored = sorted(explicit - RESUME_OPTIONS)
-        if ignored:
-            raise ValueError(f"--{ignored[0].replace('_', '-')} cannot be given with --resume: "
-                             f"the run folder fixes every option except --epochs (to extend "
-                             f"it), --data-dir, --stop-after and --quiet; start a new run with "
-                             f"--out to change it")
-        return
-    if command != "train":
-        return
-    method = getattr(args, "method", None)
-    if method == "ce" and "teacher" in explicit:
-        raise ValueError("--teacher is used by --method lcr, cmim or s2bnn, but this run uses "
-                         "--method ce (plain cross-entropy), which has no teacher")
-    for name in sorted(explicit):
-        owner = next((m for m in METHODS if name.startswith(f"{m}_")), None)
-        if owner is not None and owner != method:
-            raise ValueError(f"--{name.replace('_', '-')} is an option of --method {owner}, but "
-                             f"this run uses --method {method}")
-
-
-def report_recovery(result, quiet: bool, stop_after: int | None = None) -> bool:
-    """Print what resume repaired and, when nothing was trained, why; True if it trained."""
-    if not quiet:
-        for note in result.notes:
-            print(f"recovered {result.out_dir}: {note}", file=sys.stderr)
-    if not result.trained:
-        why = (f"--stop-after {stop_after}" if stop_after else "give --epochs N to extend it")
-        print(f"nothing to do: {result.out_dir} has already trained {len(result.history)} "
-              f"epochs ({why})")
-    return result.trained
-
-
 def report(result, quiet: bool, stop_after: int | None = None) -> int:
     if report_recovery(result, quiet, stop_after):
         best = max(r["val_accuracy"] for r in result.history)
@@ -150,9 +109,6 @@ def report(result, quiet: bool, stop_after: int | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import resume_training, run_training
-    from ..train.loop import NonFiniteLossError
-
     check_args(args)
     try:
         if args.resume:

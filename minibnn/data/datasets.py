@@ -24,6 +24,8 @@ from .formats import (PUBLISHED_MD5, DataError, md5sum, read_cifar_batch, read_c
                       read_idx_images, read_idx_labels)
 
 __all__ = [
+    "DatasetInfo",
+    "dataset_info",
     "Dataset",
     "Splits",
     "DEFAULT_DATASET",
@@ -306,6 +308,38 @@ _LOADERS: dict[str, Callable[..., Splits]] = {
 def list_datasets() -> list[str]:
     """Names accepted by load_dataset, the offline default first."""
     return [*_LOADERS, "synthetic"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset, without its images: input shape (C, H, W),
+    class count and the per-channel normalisation of its training split."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+_SHAPES = {"mnist-t10k": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10),
+           "fashion-mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10),
+           "cifar100": ((3, 32, 32), 100)}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Shape, class count and normalisation of a registered dataset, read from static tables
+    (no file is opened). The synthetic set is generated in memory (its statistics are those of
+    its default images, which is what `load_dataset("synthetic")` returns)."""
+    if name == "synthetic":
+        train = make_synthetic().train
+        return DatasetInfo(name, tuple(train.x.shape[1:]), train.num_classes, train.mean,
+                           train.std)
+    if name not in _SHAPES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets())}")
+    shape, classes = _SHAPES[name]
+    mean, std = NORMALIZATION["mnist" if name == "mnist-t10k" else name]
+    return DatasetInfo(name, shape, classes, mean, std)
 
 
 def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | os.PathLike | None = None,

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "Compose",
+    "train_augment",
     "to_float",
     "normalize",
     "pad_random_crop",
@@ -193,6 +194,23 @@ def standard_augment(mean: Sequence[float], std: Sequence[float], pad: int = 4, 
         lambda x, rng: random_hflip(x, rng, p=flip_p),
         lambda x, rng: normalize(x, mean, std),
     ])
+
+
+def train_augment(mean: Sequence[float], std: Sequence[float], image_size: int,
+                  channels: int) -> Compose:
+    """The augmentation of `minibnn train --augment`: normalize -> pad + random crop -> h-flip.
+
+    The pad is 4 pixels for images of 32 pixels or more, else 2 (28-pixel MNIST); the flip
+    (p = 0.5) is for colour images only (a mirrored digit is another symbol). Unlike
+    standard_augment, the image is normalised BEFORE padding, so the padded border is 0 after
+    normalisation (the channel mean), not black; training keeps this order so that every run
+    and its documented numbers stay reproducible bit for bit.
+    """
+    steps = [lambda x, rng: normalize(x, mean, std),
+             lambda x, rng: pad_random_crop(x, 4 if image_size >= 32 else 2, rng)]
+    if channels == 3:
+        steps.append(lambda x, rng: random_hflip(x, rng))
+    return Compose(steps)
 
 
 @dataclass

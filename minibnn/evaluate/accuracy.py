@@ -25,7 +25,7 @@ import numpy as np
 
 from ..autograd import Tensor, no_grad
 from ..data import eval_loader, transforms
-from ..train import evaluate
+from ..methods import evaluate
 
 __all__ = ["evaluate_split", "images_accuracy", "packed_normalisation", "evaluate_packed",
            "packed_agreement", "Agreement"]

@@ -20,9 +20,11 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor, no_grad
+from ..data import BatchLoader
+from ..models.heads import ProjectionHead       # Linear -> L2 normalise (CMIM's Embed)
 from ..nn import binary as binary_nn
-from . import Recipe, with_defaults
 from . import cmim
+from .base import LossOutput, Recipe, load_teacher, with_defaults
 
 __all__ = ["add_arguments", "options_from_args", "make_recipe", "DEFAULTS", "OfficialCMIM",
            "PaperCMIM", "record_binary_inputs", "default_negatives"]
@@ -97,8 +99,6 @@ def _streams(seed: int, n: int) -> list:
 
 
 def _head(in_features: int, out_features: int, rng, trainable: bool):
-    from ..models.heads import ProjectionHead       # Linear -> L2 normalise (CMIM's Embed)
-
     head = ProjectionHead(in_features, out_features, rng=rng)
     for p in head.parameters():
         p.requires_grad = trainable                   # frozen heads: no gradient is even computed
@@ -138,8 +138,6 @@ class OfficialCMIM(Recipe):
     def _fill_cache(self) -> None:
         """Teacher embeddings of every training image, in fixed chunks of 500 in index order, so
         a resumed run recomputes the same numbers (only valid when the transform is fixed)."""
-        from ..data import BatchLoader
-
         loader = BatchLoader(self._train_x, np.zeros(len(self._train_x), np.int64), 500,
                              shuffle=False, transform=self._transform)
         with no_grad():
@@ -156,8 +154,6 @@ class OfficialCMIM(Recipe):
 
     # --------------------------------------------------------------------- the loss
     def __call__(self, model, batch):
-        from ..train.loop import LossOutput
-
         x, y, idx = batch
         out = model.forward_all(Tensor(x))                               # one student forward
         ce = F.cross_entropy(out.logits, y)
@@ -261,8 +257,6 @@ class PaperCMIM(Recipe):
                 self.queues.append(cmim.FeatureQueue(o["queue"], o["feat_dim"], g[3 * i + 2]))
 
     def __call__(self, model, batch):
-        from ..train.loop import LossOutput
-
         x, y = batch[0], batch[1]
         with record_binary_inputs(self.layers) as recorders:
             logits = model(Tensor(x))
@@ -305,21 +299,14 @@ class PaperCMIM(Recipe):
 
 # ------------------------------------------------------------------------------ factory
 def _load_teacher(config, model):
-    from ..train import load_model
-
     if not config.teacher:
         raise ValueError("cmim --cmim-form official needs --teacher CKPT: a real-valued twin "
                          "trained with 'minibnn train --real' (or use --cmim-form paper)")
-    teacher, tconfig = load_model(config.teacher)
-    if not tconfig.real:
+    teacher = load_teacher(config.teacher, model.input_shape, "cmim")
+    if not teacher.config["real"]:
         raise ValueError(f"cmim: the teacher {config.teacher} is a binary network; CMIM contrasts "
                          f"the BNN with a real-valued one (train it with 'minibnn train --real')")
-    if tuple(teacher.input_shape) != tuple(model.input_shape):
-        raise ValueError(f"cmim: the teacher reads images of shape {teacher.input_shape}, the "
-                         f"student {model.input_shape}; train the teacher on {config.dataset}")
-    for p in teacher.parameters():
-        p.requires_grad = False
-    return teacher
+    return teacher.model
 
 
 def make_recipe(config, model, train_set) -> Recipe:

@@ -23,7 +23,7 @@ from ..autograd import Tensor, no_grad
 from ..nn import Parameter
 from ..nn import binary as binary_nn
 from ..quantizers import make_quantizer
-from . import Recipe, with_defaults
+from .base import LossOutput, Recipe, evaluate, load_teacher, with_defaults
 from .lcr import VARIANTS, PowerIterationState, lcr_terms, loss_multiplier
 
 __all__ = ["LCRRecipe", "add_arguments", "options_from_args", "make_recipe", "DEFAULTS",
@@ -147,27 +147,23 @@ def _stage_shapes(model, x: np.ndarray) -> list:
             object.__setattr__(m, "training", training)
 
 
-def _load_teacher(config, model, train_set):
-    from ..train import load_model
-
+def _load_teacher(config, model):
     if not config.teacher:
         raise ValueError("--lcr-reference teacher needs --teacher CKPT (train one with "
                          "'minibnn train --real --model MODEL ...'), or use --lcr-reference latent")
-    teacher, teacher_config = load_model(config.teacher)
-    if not teacher_config.real:
+    loaded = load_teacher(config.teacher, model.input_shape, "lcr")
+    teacher, tconfig = loaded.model, loaded.config
+    if not tconfig["real"]:
         warnings.warn(f"the LCR teacher {config.teacher} is a binary network; the official code "
                       "uses a real-valued one", stacklevel=3)
-    if teacher_config.dataset != config.dataset:
-        warnings.warn(f"the LCR teacher was trained on {teacher_config.dataset!r}, the student "
+    if loaded.data.name != config.dataset:
+        warnings.warn(f"the LCR teacher was trained on {loaded.data.name!r}, the student "
                       f"trains on {config.dataset!r}", stacklevel=3)
     x = np.zeros((2,) + tuple(model.input_shape), np.float32)
-    if tuple(teacher.input_shape) != tuple(model.input_shape):
-        raise ValueError(f"the LCR teacher {config.teacher} takes inputs {teacher.input_shape}, "
-                         f"the student {model.input_shape}")
     mine, theirs = _stage_shapes(model, x), _stage_shapes(teacher, x)
     if mine != theirs:
-        raise ValueError(f"the LCR teacher's stage shapes {theirs} ({teacher_config.model}, width "
-                         f"{teacher_config.width}) do not match the student's {mine} "
+        raise ValueError(f"the LCR teacher's stage shapes {theirs} ({tconfig['model']}, width "
+                         f"{tconfig['width']}) do not match the student's {mine} "
                          f"({config.model}, width {config.width}); train the teacher with the "
                          f"same --model and --width")
     return teacher
@@ -222,8 +218,6 @@ class LCRRecipe(Recipe):
             return [Tensor(f.data) for f in self.teacher.forward_features(Tensor(x))]
 
     def _loss(self, model, batch, split: str):
-        from ..train.loop import LossOutput
-
         x, y = batch[0], batch[1]
         out = model.forward_all(Tensor(x))                          # ONE forward pass
         ce = F.cross_entropy(out.logits, y)
@@ -240,8 +234,6 @@ class LCRRecipe(Recipe):
         return self._loss(model, batch, "train")
 
     def evaluate(self, model, val_loader) -> dict:
-        from ..train.loop import evaluate
-
         return evaluate(model, val_loader, lambda m, b: self._loss(m, b, "val"))
 
     # ---- hooks
@@ -280,7 +272,7 @@ def make_recipe(config, model, train_set) -> LCRRecipe:
         warnings.warn(f"LCR-BNN trains IR-Net binarization (EDE activations, irnet weights); this "
                       f"{config.model} uses {tuple(quantizers)}. Pass --input-quantizer ede "
                       f"--weight-quantizer irnet for the paper's setting.", stacklevel=2)
-    teacher = _load_teacher(config, model, train_set) if o["reference"] == "teacher" else None
+    teacher = _load_teacher(config, model) if o["reference"] == "teacher" else None
     x = np.zeros((2,) + tuple(model.input_shape), np.float32)
     num_stages = len(_stage_shapes(model, x))
     return LCRRecipe(num_stages, loss_multiplier(o["alpha"], config.batch_size, o["divisor"]),

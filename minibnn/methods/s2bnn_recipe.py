@@ -15,16 +15,15 @@ q = normalize(student projection of view 1), k = normalize(momentum key encoder 
 t = normalize(teacher projection of view 1). Two-step ("progressive") binarization: step 1 has
 binary activations and real weights (weight quantizer "none"), step 2 binary weights too,
 initialised from step 1 (--s2bnn-init-from); step 2 without it is the one-step alternative.
+Options: s2bnn_options.py; views: s2bnn_augment.py; teacher and step-1 checkpoints:
+s2bnn_teacher.py; the preset TrainConfig with the official optimisation: train.s2bnn_config.
 Not done here: multi-GPU shuffle BN (replaced by a key-side sub-batch shuffle, see
 `S2BNNRecipe.keys`), the 65,536-key queue (sized to the data set instead).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -32,274 +31,17 @@ from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..data import transforms
 from ..models.heads import MLPHead
-from . import Recipe, with_defaults
-from .s2bnn import (DEFAULT_MOMENTUM, DEFAULT_TAU, MoCoQueue, distribution_loss, knn_predict,
-                    moco_logits, momentum_update)
+from .base import LossOutput, Recipe
+from .s2bnn import MoCoQueue, distribution_loss, knn_predict, moco_logits, momentum_update
+from .s2bnn_augment import S2BNNAugment
+from .s2bnn_options import (DEFAULTS, add_arguments, check_step, model_kwargs,
+                            options_from_args, resolve_options)
+from .s2bnn_teacher import init_from_checkpoint, load_teacher
 
-__all__ = ["S2BNNRecipe", "S2BNNAugment", "add_arguments", "options_from_args", "make_recipe",
-           "model_options", "make_config", "load_teacher", "init_from_checkpoint",
-           "DEFAULTS", "VARIANTS", "RECOMMENDED"]
-
-VARIANTS = ("contrastive", "contrastive+distill", "distill")
-AUGMENTATIONS = ("lite", "moco_v2")
-DEFAULTS = {
-    "variant": "distill",        # the paper's best row ("guided learning only")
-    "step": 2,                   # 2 = binary weights; with init_from = the second step
-    "init_from": None,           # step-1 checkpoint (or run folder) that step 2 starts from
-    "tau": DEFAULT_TAU,          # 0.2, README command (--moco-t 0.2); both losses use it
-    "dim": 128,                  # projection size (MoCo v2 MLP head output)
-    "queue": 4096,               # K; the paper's 65,536 is for ImageNet's 1.28M images
-    "key_momentum": DEFAULT_MOMENTUM,  # 0.999, MoCo
-    "kd_weight": 1.0,            # 1:1 as the official Contrastive+Distillation code
-    "aug": "lite",               # S2-BNN's weaker MoCo v2 augmentation (jitter p .6, blur p .2)
-    "crop_min": 0.2,             # RandomResizedCrop scale (0.2, 1), MoCo v2
-    "noise": 0.1,                # Gaussian pixel noise std on 1-channel data (no colour to jitter)
-    "flip": 0.5,                 # horizontal flip probability
-    "shuffle_bn": 2,             # key encoder forward in this many shuffled sub-batches
-    "knn_bank": 2000,            # training images in the kNN monitor's bank
-    "knn_k": 20,
-    "weight_init": "default",    # "hardbinary": official step-2 HardBinaryConv init U[0, 1e-3)
-}
-# The official optimisation (docs/methods.md section 4.4); TrainConfig's own defaults differ.
-RECOMMENDED = {"optimizer": "adam", "schedule": "linear", "lr": 3e-4}
-
-
-# ------------------------------------------------------------------------- options
-def add_view_arguments(group, prefix: str, aug: str) -> None:
-    """The two views' augmentation and the MoCo machinery shared by `minibnn train --method
-    s2bnn` (prefix "s2bnn-") and `minibnn pretrain` (no prefix): --{prefix}aug, crop-min,
-    noise, flip, shuffle-bn and knn-bank, with DEFAULTS except for `aug`."""
-    d = DEFAULTS
-    group.add_argument(f"--{prefix}aug", choices=AUGMENTATIONS, default=aug,
-                       help="colour-jitter/blur probabilities on 3-channel data")
-    group.add_argument(f"--{prefix}crop-min", type=float, default=d["crop_min"],
-                       help="smallest area fraction of a random resized crop")
-    group.add_argument(f"--{prefix}noise", type=float, default=d["noise"],
-                       help="pixel noise std on 1-channel data")
-    group.add_argument(f"--{prefix}flip", type=float, default=d["flip"],
-                       help="probability of a horizontal flip")
-    group.add_argument(f"--{prefix}shuffle-bn", type=int, default=d["shuffle_bn"], metavar="G",
-                       help="key encoder forward in G shuffled sub-batches (1: off)")
-    group.add_argument(f"--{prefix}knn-bank", type=int, default=d["knn_bank"], metavar="N",
-                       help="training images in the k-NN validation monitor's feature bank")
-
-
-def add_arguments(group) -> None:
-    d = DEFAULTS
-    group.add_argument("--s2bnn-variant", choices=VARIANTS, default=d["variant"],
-                       help="loss: MoCo v2 only, MoCo + distribution loss (1:1), or the "
-                            "distribution loss only (needs --teacher). Recommended optimisation "
-                            "as the paper: --optimizer adam --schedule linear --lr 3e-4")
-    group.add_argument("--s2bnn-step", type=int, choices=(1, 2), default=d["step"],
-                       action=_StepAction,
-                       help="1: binary activations, real weights (sets --weight-quantizer none); "
-                            "2: binary weights too (one-step unless --s2bnn-init-from)")
-    group.add_argument("--s2bnn-init-from", default=d["init_from"], metavar="CKPT",
-                       help="step 2: start from this step-1 checkpoint (model, key encoder "
-                            "and queue); a run folder means its best.npz, pass .../last.npz "
-                            "for the final epoch as the official code")
-    group.add_argument("--s2bnn-tau", type=float, default=d["tau"],
-                       help="temperature of InfoNCE and of the distribution loss")
-    group.add_argument("--s2bnn-dim", type=int, default=d["dim"], help="projection size")
-    group.add_argument("--s2bnn-queue", type=int, default=d["queue"], metavar="K",
-                       help="number of negative keys (a multiple of --batch-size)")
-    group.add_argument("--s2bnn-key-momentum", type=float, default=d["key_momentum"],
-                       help="momentum of the key encoder")
-    group.add_argument("--s2bnn-kd-weight", type=float, default=d["kd_weight"],
-                       help="weight of the distribution loss")
-    add_view_arguments(group, "s2bnn-", d["aug"])
-    group.add_argument("--s2bnn-weight-init", choices=("default", "hardbinary"),
-                       default=d["weight_init"],
-                       help="latent binary weight init; hardbinary = official U[0, 1e-3)")
-
-
-class _StepAction(argparse.Action):
-    """--s2bnn-step 1 also selects real weights (--weight-quantizer none) unless one was given."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, values)
-        if values == 1 and getattr(namespace, "weight_quantizer", None) is None:
-            namespace.weight_quantizer = "none"
-
-
-def options_from_args(args: argparse.Namespace) -> dict:
-    options = {key: getattr(args, f"s2bnn_{key}") for key in DEFAULTS if key != "knn_k"}
-    _check_step(options["step"], getattr(args, "weight_quantizer", None),
-                getattr(args, "real", False))
-    return _resolve_options(options)
-
-
-def _resolve_options(options: dict) -> dict:
-    o = with_defaults("S2-BNN", options, DEFAULTS)
-    if o["variant"] not in VARIANTS:
-        raise ValueError(f"s2bnn: variant must be one of {', '.join(VARIANTS)}, "
-                         f"got {o['variant']!r}")
-    if o["step"] not in (1, 2):
-        raise ValueError(f"s2bnn: step must be 1 or 2, got {o['step']!r}")
-    if o["init_from"] and o["step"] != 2:
-        raise ValueError("s2bnn: init_from (a step-1 checkpoint) is for step 2; step 1 starts "
-                         "from scratch")
-    if o["aug"] not in AUGMENTATIONS:
-        raise ValueError(f"s2bnn: aug must be one of {AUGMENTATIONS}, got {o['aug']!r}")
-    for key in ("tau", "dim", "queue", "shuffle_bn", "knn_bank", "knn_k"):
-        if not o[key] > 0:
-            raise ValueError(f"s2bnn: {key} must be positive, got {o[key]}")
-    if not 0 <= o["key_momentum"] <= 1 or not 0 < o["crop_min"] <= 1 or not 0 <= o["flip"] <= 1:
-        raise ValueError("s2bnn: key_momentum and flip must lie in [0, 1] and crop_min in (0, 1]")
-    return o
-
-
-def _check_step(step: int, weight_quantizer, real: bool) -> None:
-    if real:
-        return                          # a real-valued net (the MoCo teacher) has no steps
-    if step == 1 and weight_quantizer != "none":
-        raise ValueError(f"s2bnn step 1 trains binary activations with REAL weights: the weight "
-                         f"quantizer must be 'none', got {weight_quantizer!r} (on the command "
-                         f"line --s2bnn-step 1 selects it unless --weight-quantizer is given)")
-    if step == 2 and weight_quantizer == "none":
-        raise ValueError("s2bnn step 2 binarizes the weights: drop --weight-quantizer none "
-                         "(or pass --s2bnn-step 1)")
-
-
-def _has_mlp_option(config) -> bool:
-    from ..models import option_names as options_of
-
-    return "mlp_head" in options_of(config.model)
-
-
-def model_options(config) -> dict:
-    """ReActNet gets the MoCo v2 MLP head as its classifier (as the official student); other
-    models keep their classifier and the recipe owns the head (saved in the method state)."""
-    o = _resolve_options(config.method_options)
-    if not _has_mlp_option(config):
-        return {}
-    extra = {"mlp_head": True, "head_dim": o["dim"]}
-    if o["weight_init"] != "default":
-        extra["weight_init"] = o["weight_init"]
-    return extra
-
-
-def make_config(variant: str = DEFAULTS["variant"], step: int = 2, *, real: bool = False,
-                **fields):
-    """A TrainConfig for S2-BNN with the official optimisation (Adam 3e-4, linear decay, weight
-    decay 1e-4 for contrastive only, else 0) and the step's weight quantizer. `fields` override
-    TrainConfig fields; keys of DEFAULTS go to method_options."""
-    from ..train import TrainConfig
-
-    method = {k: fields.pop(k) for k in list(fields) if k in DEFAULTS}
-    method.update(variant=variant, step=step)
-    base = dict(model="reactnet", real=real, method="s2bnn", **RECOMMENDED,
-                weight_decay=1e-4 if variant == "contrastive" else 0.0,
-                weight_quantizer=None if real or step == 2 else "none")
-    base.update(fields)
-    base["method_options"] = _resolve_options({**fields.get("method_options", {}), **method})
-    return TrainConfig(**base)
-
-
-# ---------------------------------------------------------------------- augmentation
-@dataclass
-class S2BNNAugment:
-    """Independent random views of a [0, 1] float batch (N, C, H, W) -> tuple of `views` arrays.
-
-    3 channels: TwoViewAugment's view (resized crop, colour jitter, grayscale, blur, flip) with
-    the S2-BNN "lite" probabilities (jitter 0.6, blur 0.2) or MoCo v2's (0.8, 0.5).
-    1 channel (MNIST): resized crop, Gaussian pixel noise, flip; nothing to jitter in colour.
-    Every view is normalised with mean/std.
-    """
-
-    channels: int
-    mean: tuple
-    std: tuple
-    aug: str = "lite"
-    crop_min: float = 0.2
-    noise: float = 0.1
-    flip: float = 0.5
-    views: int = 2
-
-    def view(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.channels == 3:
-            two = transforms.TwoViewAugment
-            make = two.lite if self.aug == "lite" else two.moco_v2
-            return make(crop_scale=(self.crop_min, 1.0), flip_p=self.flip, mean=self.mean,
-                        std=self.std).view(x, rng)
-        v = transforms.random_resized_crop(x, rng, scale=(self.crop_min, 1.0))
-        if self.noise:
-            v = transforms.gaussian_noise(v, self.noise, rng)
-        v = transforms.random_hflip(v, rng, p=self.flip)
-        return transforms.normalize(v, self.mean, self.std)
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> tuple:
-        return tuple(self.view(x, rng) for _ in range(self.views))
-
-
-# -------------------------------------------------------------------- checkpoints
-def _checkpoint_path(path) -> Path:
-    """A run folder -> its best.npz (else last.npz), as train.load_model; a file -> itself."""
-    path = Path(path)
-    if path.is_dir():
-        best, last = path / "best.npz", path / "last.npz"
-        return best if best.exists() else last
-    return path
-
-
-def load_teacher(path, student_input_shape: tuple, dim: int):
-    """(project(x Tensor) -> (N, dim) Tensor, description) of a frozen teacher checkpoint.
-
-    A teacher pretrained here (method s2bnn, e.g. `minibnn pretrain --method moco`) projects
-    with its MoCo MLP head (inside the model, or in the checkpoint's method state); a supervised
-    teacher (method ce, a documented departure) gives its class logits, so its `dim` is the
-    number of classes.
-    """
-    from ..train import load_model, load_state
-
-    path = _checkpoint_path(path)
-    model, tconfig = load_model(path)                              # eval mode
-    for p in model.parameters():
-        p.requires_grad = False
-    if tuple(model.input_shape) != tuple(student_input_shape):
-        raise ValueError(f"s2bnn: the teacher {path} takes inputs {tuple(model.input_shape)}, "
-                         f"the student {tuple(student_input_shape)}; train it on the same data")
-    head, kind = None, "supervised logits"
-    if isinstance(model.classifier, MLPHead):
-        kind = "MoCo projection (model head)"
-    elif tconfig.method == "s2bnn":
-        state = load_state(path)["method"].get("head") or {}
-        o = _resolve_options(tconfig.method_options)
-        d = model.embedding_dim
-        head = MLPHead(d, d, o["dim"], rng=0)
-        head.load_state_dict(state)
-        kind = "MoCo projection (recipe head)"
-
-    def project(x: Tensor) -> Tensor:
-        return model(x) if head is None else head(model.embedding(x))
-
-    with no_grad():
-        out_dim = project(Tensor(np.zeros((1,) + tuple(model.input_shape), np.float32))).shape[1]
-    if out_dim != dim:
-        raise ValueError(f"s2bnn: the teacher {path} outputs {out_dim} values ({kind}) but the "
-                         f"student projects to {dim}; the distribution loss needs equal sizes "
-                         f"(set --s2bnn-dim {out_dim})")
-    real = "real-valued" if tconfig.real else "binary"
-    return project, f"{real} {tconfig.model} (width {tconfig.width}), {kind}, from {path}"
-
-
-def init_from_checkpoint(path, model) -> dict:
-    """Copy every weight of a (step-1) checkpoint into `model`; returns the checkpoint's method
-    state. The architecture must match exactly (same keys and shapes), else a ValueError."""
-    from ..nn import StateDictError
-    from ..train import TrainConfig, load_state
-
-    path = _checkpoint_path(path)
-    state = load_state(path)
-    if "model" not in state or "config" not in state:
-        raise ValueError(f"s2bnn: {path} is not a minibnn training checkpoint")
-    src = TrainConfig.from_dict(state["config"])
-    try:
-        model.load_state_dict(state["model"])
-    except StateDictError as err:
-        raise ValueError(f"s2bnn step 2: {path} holds another architecture ({src.model}, width "
-                         f"{src.width}, method {src.method}) than this run builds; {err}") from None
-    return state.get("method") or {}
+# make_recipe, add_arguments, options_from_args, model_kwargs and DEFAULTS: the interface the
+# method registry uses (methods/base.py)
+__all__ = ["S2BNNRecipe", "make_recipe", "add_arguments", "options_from_args", "model_kwargs",
+           "DEFAULTS"]
 
 
 # --------------------------------------------------------------------------- recipe
@@ -372,8 +114,6 @@ class S2BNNRecipe(Recipe):
 
     # -- the loss
     def __call__(self, model, batch):
-        from ..train import LossOutput
-
         views, n = batch[0], len(batch[1])
         q = self.project(model, Tensor(views[0]), self.head)          # (N, dim)
         loss, terms = None, {}
@@ -456,6 +196,6 @@ class S2BNNRecipe(Recipe):
 
 
 def make_recipe(config, model, train_set) -> S2BNNRecipe:
-    o = _resolve_options(config.method_options)
-    _check_step(o["step"], config.weight_quantizer, config.real)
+    o = resolve_options(config.method_options)
+    check_step(o["step"], config.weight_quantizer, config.real)
     return S2BNNRecipe(config, model, train_set, o)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from ..plots import plot_seed_bands
-from ..train.checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_text
 from .run import LINCLS_FILE
 from .sweep import read_marker
 

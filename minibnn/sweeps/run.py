@@ -15,7 +15,6 @@ finished epoch and ends with the same checkpoints as an uninterrupted run.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -27,10 +26,8 @@ from ..blas_threads import blas_threads, set_blas_threads
 from ..data import load_dataset
 from ..evaluate import linear_evaluation
 from ..methods import METHODS
-from ..train import (TrainConfig, load_model, load_state, read_history, resume_training,
-                     run_training)
-from ..train.checkpoint import atomic_write_text
-from ..train.runfolder import resolve
+from ..train import TrainConfig, load_model, read_history, resume_training, run_training
+from ..checkpoint import atomic_write_text, load_state, resolve
 
 __all__ = ["execute", "inspect", "RunConflict", "config_difference", "thread_env",
            "set_process_threads", "THREAD_VARIABLES", "LINCLS_FILE"]
@@ -90,7 +87,7 @@ def config_difference(stored: dict, wanted: dict) -> str | None:
 def _method_defaults(method: str) -> dict:
     if method not in METHODS:
         return {}
-    return dict(getattr(importlib.import_module(METHODS[method]), "DEFAULTS", {}))
+    return dict(getattr(METHODS[method], "DEFAULTS", {}))
 
 
 def inspect(run_dir: str | Path, config: TrainConfig) -> tuple[str, int]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import itertools
 import sys
 from dataclasses import dataclass, field
@@ -112,11 +111,9 @@ def _check_keys(where: str, table: dict, valid) -> None:
 
 
 def _method_defaults(method: str) -> dict | None:
-    if method == "ce":
-        return {}
     if method not in METHODS:
-        raise SpecError(f"unknown method {method!r}{_closest(method, ['ce', *METHODS])}")
-    return getattr(importlib.import_module(METHODS[method]), "DEFAULTS", None)
+        raise SpecError(f"unknown method {method!r}{_closest(method, list(METHODS))}")
+    return getattr(METHODS[method], "DEFAULTS", None)
 
 
 def _check_run(where: str, options: dict) -> None:

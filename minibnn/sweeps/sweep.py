@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from ..train.checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_text
 from .local import default_jobs, run_local
 from .run import inspect
 from .spec import Run, SpecError, SweepSpec, expand

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from .checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_text
 from .runfolder import resolve
 
 __all__ = ["write_history", "read_history", "history_texts", "HistoryError"]

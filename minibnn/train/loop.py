@@ -1,8 +1,8 @@
-"""The training loop: `train_epoch`, `evaluate` and `fit`, written to be read top to bottom.
+"""The training loop: `train_epoch` and `fit`, written to be read top to bottom.
 
-A loss function takes (model, batch) and returns a `LossOutput`: the scalar to minimise, the
-logits for accuracy, and named terms for the log (a method such as LCR-BNN adds its own term and
-reports it there). Everything that happens at epoch boundaries (learning-rate and EDE schedules,
+A loss function (a method's Recipe, methods/base.py) takes (model, batch) and returns a
+`LossOutput`: the scalar to minimise, the logits for accuracy, and named terms for the log (a
+method such as LCR-BNN adds its own term and reports it there). Everything that happens at epoch boundaries (learning-rate and EDE schedules,
 checkpoints, the history file) goes through callbacks, so `fit` itself stays short.
 """
 
@@ -10,39 +10,19 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import numpy as np
-
-from .. import functional as F
-from ..autograd import Tensor, no_grad
+from ..methods.base import LossOutput, MetricTotals, evaluate
 from .progress import Progress
 
-__all__ = ["LossOutput", "cross_entropy_loss", "train_epoch", "evaluate", "fit", "Callback",
-           "NonFiniteLossError"]
+__all__ = ["train_epoch", "fit", "Callback", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped before the bad update was applied."""
 
 
-@dataclass
-class LossOutput:
-    loss: Tensor                              # scalar to minimise
-    logits: Tensor | None = None              # (N, classes), for accuracy
-    terms: dict[str, float] = field(default_factory=dict)
-
-
 LossFn = Callable[[object, tuple], LossOutput]
-
-
-def cross_entropy_loss(model, batch) -> LossOutput:
-    """The plain supervised loss: CE(model(x), y)."""
-    x, y = batch[0], batch[1]
-    logits = model(Tensor(x))
-    loss = F.cross_entropy(logits, y)
-    return LossOutput(loss, logits, {"ce": loss.item()})
 
 
 class Callback:
@@ -56,36 +36,12 @@ class Callback:
         """Called after each epoch with its history row."""
 
 
-class _Totals:
-    """Running sums of the per-batch loss terms and correct predictions."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.correct = self.seen = 0
-        self.with_logits = False
-
-    def add(self, out: LossOutput, labels: np.ndarray) -> None:
-        n = len(labels)
-        for name, value in {"loss": out.loss.item(), **out.terms}.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value * n
-        if out.logits is not None:
-            self.with_logits = True
-            self.correct += int(np.sum(np.argmax(out.logits.data, axis=1) == labels))
-        self.seen += n
-
-    def means(self, prefix: str) -> dict:
-        row = {f"{prefix}{k}": v / max(self.seen, 1) for k, v in self.sums.items()}
-        if self.with_logits:
-            row[f"{prefix}accuracy"] = self.correct / max(self.seen, 1)
-        return row
-
-
 def train_epoch(model, loader: Iterable, loss_fn: LossFn, optimizer, epoch: int,
                 after_step: Callable[[], None] | None = None,
                 progress: Progress | None = None) -> dict:
     """One pass over `loader` with an update per batch; returns mean loss terms and accuracy."""
     model.train()
-    totals = _Totals()
+    totals = MetricTotals()
     for step, batch in enumerate(loader):
         out = loss_fn(model, batch)
         value = out.loss.item()
@@ -102,16 +58,6 @@ def train_epoch(model, loader: Iterable, loss_fn: LossFn, optimizer, epoch: int,
     return totals.means("train_")
 
 
-def evaluate(model, loader: Iterable, loss_fn: LossFn = cross_entropy_loss) -> dict:
-    """Mean loss and accuracy over `loader` with the model in eval mode, without gradients."""
-    model.eval()
-    totals = _Totals()
-    with no_grad():
-        for batch in loader:
-            totals.add(loss_fn(model, batch), batch[1])
-    return totals.means("val_")
-
-
 def fit(model, loss_fn: LossFn, optimizer, train_loader, val_loader, epochs: int,
         start_epoch: int = 0, callbacks: tuple = (), after_step=None, evaluate_fn=None,
         flip_ratio=None, quiet: bool = False) -> list[dict]:
@@ -120,7 +66,8 @@ def fit(model, loss_fn: LossFn, optimizer, train_loader, val_loader, epochs: int
     Each row: epoch, train_* and val_* loss terms and accuracy, values the callbacks set at the
     epoch start (lr, EDE t and k, ...), flip_ratio (binary weights whose sign changed during
     the epoch) and seconds. `evaluate_fn(model, val_loader) -> dict` replaces the default
-    validation (cross-entropy and accuracy).
+    validation (cross-entropy and accuracy, methods.evaluate); `minibnn train` passes the
+    recipe's own `evaluate`.
     """
     rows = []
     for epoch in range(start_epoch, epochs):

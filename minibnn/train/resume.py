@@ -21,15 +21,15 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
-from ..data import load_dataset
-from .checkpoint import CheckpointError, load_state
+from ..checkpoint import CheckpointError, check_header, checkpoint_file, load_state, resolve
+from ..methods import TrainedModel
+from ..methods.base import model_from_state
 from .config import TrainConfig
-from .runfolder import RunFolderError, read_record, recover, resolve, sha256_file
-from .runner import CHECKPOINT_FORMAT, RunResult, _model_for, _train, build_run, new_record
+from .runfolder import RunFolderError, read_record, recover, sha256_file
+from .runner import RunResult, _train, build_run, new_record
 
-__all__ = ["resume_training", "load_model", "check_state", "read_config", "RESUMABLE"]
+__all__ = ["resume_training", "load_model", "load_trained", "check_state", "read_config",
+           "RESUMABLE"]
 
 RESUMABLE = ("epochs", "data_dir")   # the options a resumed run may change
 
@@ -51,26 +51,7 @@ def read_config(run_dir: Path) -> TrainConfig:
 
 def check_state(state: dict, path: Path) -> dict:
     """Check a checkpoint's header fields (format, epoch, config, history, model); returns it."""
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path} is not a minibnn training checkpoint "
-                              f"(format {found!r}, expected {CHECKPOINT_FORMAT!r})")
-    expected = {"epoch": int, "config": dict, "model": dict, "history": list}
-    for key, kind in expected.items():
-        value = state.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise CheckpointError(f"{path}: header field {key!r} must be a {kind.__name__}, "
-                                  f"found {value!r:.60}")
-    if state["epoch"] < 0 or len(state["history"]) != state["epoch"]:
-        raise CheckpointError(f"{path}: header field 'epoch' is {state['epoch']} but the history "
-                              f"holds {len(state['history'])} rows")
-    for name, value in state["model"].items():
-        if not isinstance(value, np.ndarray):
-            raise CheckpointError(f"{path}: model entry {name!r} must be an array, found "
-                                  f"{type(value).__name__}")
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise CheckpointError(f"{path}: model entry {name!r} holds NaN or infinite values; "
-                                  f"the checkpoint is unusable")
+    check_header(state, path)
     try:
         TrainConfig.from_dict(state["config"])
     except (ValueError, TypeError) as err:
@@ -161,22 +142,18 @@ def _with_notes(result: RunResult, notes: list) -> RunResult:
     return result
 
 
+def load_trained(path: str | Path) -> tuple[TrainedModel, TrainConfig]:
+    """(TrainedModel: model in eval mode, dataset info, checkpoint; TrainConfig) of a checkpoint
+    (last.npz / best.npz) or run folder (best.npz, else last.npz). No dataset is read: the
+    checkpoint describes its model (one of 0.1.0 is described from the dataset's metadata)."""
+    path = checkpoint_file(path)
+    state = check_state(load_state(path), path)
+    return model_from_state(state, path), TrainConfig.from_dict(state["config"])
+
+
 def load_model(path: str | Path):
     """(model in eval mode, TrainConfig) from a checkpoint (last.npz / best.npz) or run folder.
 
     A run folder is read as it stands after its last committed epoch, without writing to it."""
-    path = Path(path)
-    if path.is_dir():
-        best = resolve(path, "best.npz")
-        path = best if best.exists() else resolve(path, "last.npz")
-    state = check_state(load_state(path), path)
-    config = TrainConfig.from_dict(state["config"])
-    train, _ = load_dataset(config.dataset, config.data_dir)
-    model = _model_for(config, train, np.random.default_rng(config.seed))
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, ValueError) as err:
-        raise CheckpointError(f"{path}: the model entries do not fit a {config.model} "
-                              f"({err})") from None
-    return model.eval(), config
-
+    trained, config = load_trained(path)
+    return trained.model, config

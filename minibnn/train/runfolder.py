@@ -17,7 +17,8 @@ forward by finishing step 3 (renames are idempotent: what was moved already is n
 folder any more), discards a staging folder that never committed (the previous epoch's files are
 still whole, so the resume repeats the epoch bit-exactly), and deletes stale `*.tmp` files of
 interrupted atomic writes. Readers that must not write (`minibnn eval RUN`, `plot`) call
-`resolve(run_dir, name)`, which looks into a committed but unapplied folder first.
+`minibnn.checkpoint.resolve(run_dir, name)`, which looks into a committed but unapplied folder
+first.
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ import re
 import shutil
 from pathlib import Path
 
+from ..checkpoint import COMMIT_PATTERN, resolve
 from ..npzio import atomic_write, fsync_dir
 
-__all__ = ["EpochTransaction", "recover", "resolve", "read_record", "sha256_file",
-           "RECORD", "RECORD_FORMAT", "RunFolderError"]
+__all__ = ["EpochTransaction", "recover", "read_record", "sha256_file", "RECORD", "RECORD_FORMAT",
+           "RunFolderError"]
 
 RECORD = "run.json"
 RECORD_FORMAT = "minibnn-run-1"
 _STAGING = re.compile(r"^\.epoch-(\d+)\.staging$")
-_COMMIT = re.compile(r"^\.epoch-(\d+)\.commit$")
+_COMMIT = COMMIT_PATTERN
 
 
 class RunFolderError(ValueError):
@@ -122,19 +124,6 @@ def recover(run_dir: str | os.PathLike) -> list[str]:
             path.unlink()
             actions.append(f"removed the stale temporary file {path.name}")
     return actions
-
-
-def resolve(run_dir: str | os.PathLike, name: str) -> Path:
-    """The current version of `name` in a run folder, without writing anything: a committed but
-    not yet applied epoch holds the newest copy."""
-    run_dir = Path(run_dir)
-    if run_dir.is_dir():
-        commits = sorted((int(m.group(1)), p) for p in run_dir.iterdir()
-                         if (m := _COMMIT.match(p.name)))
-        for _, path in reversed(commits):
-            if (path / name).is_file():
-                return path / name
-    return run_dir / name
 
 
 def read_record(run_dir: str | os.PathLike) -> dict | None:

@@ -18,22 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import BatchLoader, eval_loader, load_dataset, transforms
-from ..models import build_model
+from ..checkpoint import CHECKPOINT_FORMAT, atomic_write_text, resolve, state_writer
+from ..data import BatchLoader, DatasetInfo, eval_loader, load_dataset, transforms
+from ..methods import make_recipe
+from ..methods.base import build_described_model, describe_data, describe_model
 from ..nn import binary as binary_nn
 from ..nn.layers import BatchNorm1d, BatchNorm2d
-from .checkpoint import atomic_write_text, state_writer
+from ..optim.schedules import ede_tk
 from .config import TrainConfig
 from .history import history_texts
-from ..methods import Recipe
-from .loop import Callback, NonFiniteLossError, cross_entropy_loss, evaluate, fit
-from .runfolder import EpochTransaction, recover, resolve
+from .loop import Callback, NonFiniteLossError, fit
+from .runfolder import EpochTransaction, recover
 from .setup import make_lr_schedule, make_optimizer
 
-__all__ = ["run_training", "RunResult", "build_run", "CHECKPOINT_FORMAT", "config_text",
-           "new_record", "check_batches"]
-
-CHECKPOINT_FORMAT = "minibnn-checkpoint-1"
+__all__ = ["run_training", "RunResult", "build_run", "config_text", "new_record",
+           "check_batches", "describe_run"]
 
 
 @dataclass
@@ -49,26 +48,22 @@ class RunResult:
         return float(self.final["val_accuracy"])
 
 
-def _model_for(config: TrainConfig, dataset, rng) -> object:
-    from ..methods import model_options
-
-    c, h = dataset.x.shape[1], dataset.x.shape[2]
-    return build_model(config.model, binary=not config.real, in_channels=c, image_size=h,
-                       num_classes=dataset.num_classes, width=config.width,
-                       input_quantizer=config.input_quantizer,
-                       weight_quantizer=config.weight_quantizer, rng=rng, **model_options(config))
+def describe_run(config: TrainConfig, dataset) -> dict:
+    """The header fields that describe a run's model and data ("architecture", "data"), so a
+    checkpoint is loaded without its dataset (methods.load_trained_model)."""
+    info = DatasetInfo(config.dataset, tuple(dataset.x.shape[1:]), dataset.num_classes,
+                       tuple(dataset.mean), tuple(dataset.std))
+    return {"architecture": describe_model(config, info.input_shape, info.num_classes),
+            "data": describe_data(info)}
 
 
 def _loaders(config: TrainConfig, train, val, recipe):
     mean, std = np.array(train.mean, np.float32), np.array(train.std, np.float32)
-
-    def train_transform(x, rng):
-        x = transforms.normalize(x, mean, std)
-        if config.augment:
-            x = transforms.pad_random_crop(x, 4 if x.shape[-1] >= 32 else 2, rng)
-            if x.shape[1] == 3:
-                x = transforms.random_hflip(x, rng)
-        return x
+    if config.augment:
+        train_transform = transforms.train_augment(mean, std, train.x.shape[-1], train.x.shape[1])
+    else:
+        def train_transform(x, rng):
+            return transforms.normalize(x, mean, std)
 
     train_loader = BatchLoader(train.x, train.y, config.batch_size, shuffle=True,
                                rng=config.seed, transform=recipe.train_transform(train_transform))
@@ -88,8 +83,6 @@ class _EpochSchedules(Callback):
             for q in (layer.input_quantizer, layer.weight_quantizer))
 
     def on_epoch_start(self, epoch: int) -> dict:
-        from ..optim.schedules import ede_tk
-
         values = {"lr": self.lr_at(epoch)}
         for group in self.optimizer.param_groups:
             group["lr"] = values["lr"]
@@ -160,10 +153,12 @@ class _Run:
     loss: object
     train_loader: object
     val_loader: object
+    description: dict         # "architecture" and "data" header fields (describe_run)
 
     def state(self, epochs_done: int, history: list) -> dict:
         method_state = self.loss.state_dict()
         return {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
+                **self.description,
                 "epoch": epochs_done, "model": dict(self.model.state_dict()),
                 "optimizer": self.optimizer.state_dict(), "loader": self.train_loader.state_dict(),
                 "method": method_state, "history": history}
@@ -180,27 +175,13 @@ def build_run(config: TrainConfig) -> _Run:
     train, val = load_dataset(config.dataset, config.data_dir)
     if config.limit_train:
         train = train.subset(np.arange(min(config.limit_train, len(train))))
-    model = _model_for(config, train, np.random.default_rng(config.seed))
+    description = describe_run(config, train)
+    model = build_described_model(description["architecture"], np.random.default_rng(config.seed))
     check_batches(config, len(train), model)
     recipe = make_recipe(config, model, train)
     optimizer = make_optimizer(config, model, recipe.parameters())
     train_loader, val_loader = _loaders(config, train, val, recipe)
-    return _Run(config, model, optimizer, recipe, train_loader, val_loader)
-
-
-class _CrossEntropy(Recipe):
-    """The plain supervised recipe (method "ce")."""
-
-    def __call__(self, model, batch):
-        return cross_entropy_loss(model, batch)
-
-
-def make_recipe(config: TrainConfig, model, train_set) -> Recipe:
-    if config.method == "ce":
-        return _CrossEntropy()
-    from ..methods import make_loss
-
-    return make_loss(config, model, train_set)
+    return _Run(config, model, optimizer, recipe, train_loader, val_loader, description)
 
 
 def _train(run: _Run, out_dir: Path, start_epoch: int, history: list, quiet: bool,
@@ -218,14 +199,11 @@ def _train(run: _Run, out_dir: Path, start_epoch: int, history: list, quiet: boo
             binary_nn.clip_latent_weights(model, clip)
         run.loss.after_step()
 
-    def evaluate_fn(model, loader):
-        return run.loss.evaluate(model, loader) or evaluate(model, loader)
-
     callbacks = (_EpochSchedules(config, run.optimizer, model), run.loss,
                  _Checkpointer(run, out_dir, history, stop_after, record))
     try:
         fit(model, run.loss, run.optimizer, run.train_loader, run.val_loader, config.epochs,
-            start_epoch, callbacks, after_step, evaluate_fn=evaluate_fn, flip_ratio=flips,
+            start_epoch, callbacks, after_step, evaluate_fn=run.loss.evaluate, flip_ratio=flips,
             quiet=quiet)
     except _StopRequested:
         pass
