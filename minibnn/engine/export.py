@@ -28,7 +28,7 @@ exports itself instead: it gets the builder and the value holding its input, and
 value holding its output, calling only the builder's methods below. Blocks and architectures
 (minibnn/models) describe their own export this way, so the engine imports nothing above nn
 and a new architecture needs no engine edit. `export` needs the model itself to define
-export_packed and `input_shape` = (C, H, W); every minibnn Backbone does (models/heads.py).
+export_packed and `input_shape` = (C, H, W); every minibnn Backbone does (models/base.py).
 
     builder.chain(modules, x)             modules applied in sequence, folded as above
     builder.layer(layers, x, pool=, bns=, act=, rsign=, residual=)

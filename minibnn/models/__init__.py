@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..nn import Module
-from . import cnn, heads, mlp, reactnet, resnet, vgg
+from . import base, cnn, heads, mlp, reactnet, resnet, vgg
+from .base import Backbone, ModelOutput
 from .cnn import SmallCNN
-from .heads import Backbone, MLPHead, ModelOutput, ProjectionHead
+from .heads import MLPHead, ProjectionHead
 from .mlp import MLP
 from .reactnet import ReActNet, reactnet_a
 from .resnet import ResNet, resnet18, resnet20
@@ -31,7 +32,7 @@ from .vgg import VGGSmall
 
 __all__ = ["ModelSpec", "MODELS", "list_models", "option_names", "build_model", "Backbone",
            "ModelOutput", "MLP", "SmallCNN", "VGGSmall", "ResNet", "ReActNet", "resnet20", "resnet18",
-           "reactnet_a", "ProjectionHead", "MLPHead", "cnn", "heads", "mlp", "reactnet",
+           "reactnet_a", "ProjectionHead", "MLPHead", "base", "cnn", "heads", "mlp", "reactnet",
            "resnet", "vgg"]
 
 

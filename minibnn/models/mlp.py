@@ -18,7 +18,7 @@ from typing import Sequence
 
 from ..autograd import Tensor
 from ..nn import BatchNorm1d, Linear, ModuleList, Sequential
-from .heads import Backbone
+from .base import Backbone
 
 __all__ = ["MLP", "DEFAULT_QUANTIZERS"]
 

@@ -34,7 +34,8 @@ from .. import functional as F
 from ..autograd import Tensor
 from ..nn import BatchNorm2d, Conv2d, Identity, Linear, Module, ModuleList, init
 from ..nn import binary as nnb
-from .heads import Backbone, MLPHead
+from .base import Backbone
+from .heads import MLPHead
 
 __all__ = ["ReActNet", "ReActBlock", "AvgDown2", "hardbinary_init", "reactnet_a", "REACTNET_A",
            "REACTNET_SMALL", "DEFAULT_QUANTIZERS"]

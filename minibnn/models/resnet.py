@@ -33,7 +33,7 @@ from .. import functional as F
 from ..autograd import Tensor
 from ..nn import (BatchNorm1d, BatchNorm2d, Conv2d, Identity, Linear, Module, ModuleList,
                   Sequential)
-from .heads import Backbone, make_activation, make_conv
+from .base import Backbone, make_activation, make_conv
 
 __all__ = ["ResNet", "BiRealBlock", "ShortcutA", "resnet20", "resnet18", "DEFAULT_QUANTIZERS"]
 

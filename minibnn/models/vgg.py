@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from ..autograd import Tensor
 from ..nn import BatchNorm2d, Linear, MaxPool2d, ModuleList, Sequential
-from .heads import Backbone
+from .base import Backbone
 
 __all__ = ["VGGSmall", "DEFAULT_QUANTIZERS", "LAYERS"]
 
