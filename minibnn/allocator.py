@@ -3,9 +3,8 @@
 A NumPy training step allocates and frees tens of megabytes of temporaries (activations,
 im2col columns, gradients). glibc serves every block above its mmap threshold with a fresh
 `mmap` and returns it to the kernel on `free`, so the next step touches brand-new pages and
-pays a page fault (and the kernel's zeroing) for every 4 KiB again. On the conv + BN + ReLU
-block of `minibnn bench autograd` that is about a third of the step (measured: 125 ms -> 87 ms).
-glibc raises the threshold by itself after a while, which is why such timings drift downwards
+pays a page fault (and the kernel's zeroing) for every 4 KiB again: a large share of a step
+(docs/training_speed.md, "Process-level effects", has the measurement). glibc raises the threshold by itself after a while, which is why such timings drift downwards
 over a run.
 
 `keep_freed_memory()` sets the threshold and the trim limit high up front, which is the

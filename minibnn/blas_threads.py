@@ -2,9 +2,8 @@
 
 Why the packed engine needs this: after every threaded matrix product, OpenBLAS's worker
 threads keep spinning for about a tenth of a second, waiting for more work. Numba's worker
-threads that start in that window share their cores with the spinners: measured on a two-core
-machine, a packed 3x3 conv (N=32, C=256, 16x16) takes 16 ms for 50 ms after a NumPy matmul
-and 4.8 ms once OpenBLAS has gone to sleep. A packed model's float first and last layers are
+threads that start in that window share their cores with the spinners and run several times
+slower (docs/training_speed.md, "Process-level effects", has the measurement). A packed model's float first and last layers are
 NumPy products, so `PackedModel` runs them on one BLAS thread (in the calling thread: no
 spinning workers) while Numba owns the cores. Benchmarks use `set_blas_threads` to give
 NumPy the same thread count as Numba and PyTorch.
