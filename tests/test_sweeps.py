@@ -14,7 +14,10 @@ from minibnn.sweeps.report import mean_std, paired_difference, write_report
 from minibnn.sweeps.run import RunConflict, thread_env
 from minibnn.sweeps.sweep import claim
 from minibnn.checkpoint import load_state
-from minibnn.train import run_training
+from minibnn.data import load_dataset
+from minibnn.evaluate import corruption_accuracy, corruption_errors, mean_corruption_error
+from minibnn.sweeps.robustness import load_table
+from minibnn.train import load_model, run_training
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -225,3 +228,120 @@ def test_study_specs_expand(spec):
 
     runs = expand(load_spec(spec))
     assert runs and all(r.config(Path("runs")) for r in runs)
+
+
+ROBUST = """
+name = "robust"
+baseline = "ce"
+[base]
+dataset = "synthetic"
+model = "mlp"
+width = 0.25
+epochs = 1
+batch_size = 64
+robustness = { limit = 100, corruptions = ["contrast", "gaussian_noise"], severities = [1, 3], reference = "@teacher" }
+[axes]
+seed = [0, 1]
+[shared.teacher]
+real = true
+[arms.ce]
+[arms.fast]
+lr = 0.02
+"""
+
+
+def test_robustness_key_expansion_and_checks():
+    runs = {r.name: r for r in expand(parse_spec(ROBUST))}
+    assert runs["fast-s1"].robustness()["reference"] == "teacher"
+    assert runs["teacher"].robustness()["reference"] == "teacher"     # its own reference: mCE 1
+    assert runs["fast-s1"].deps == []                                 # not a training dependency
+    paired = parse_spec(ROBUST.replace('reference = "@teacher"', 'reference = "@ce"')
+                        .replace("[shared.teacher]\nreal = true\n", ""))
+    assert {r.name: r.robustness()["reference"] for r in expand(paired)}["fast-s1"] == "ce-s1"
+    limited = expand(parse_spec(ROBUST, overrides={"robustness.limit": 50}))
+    assert all(r.options["robustness"]["limit"] == 50 for r in limited)
+    with pytest.raises(SpecError, match="'robustness.limt'|'limt'"):
+        parse_spec(ROBUST, overrides={"robustness.limt": 50})
+
+
+@pytest.mark.parametrize("change, message", [
+    (("limit = 100", "limt = 100"), "robustness: unknown option 'limt'; did you mean 'limit'?"),
+    (("severities = [1, 3]", "severities = [0, 3]"), "severities must be a non-empty list of "
+                                                     "integers in 1..5, got [0, 3]"),
+    (('"contrast"', '"contrst"'), "unknown corruption 'contrst'"),
+    (("limit = 100", "limit = 100, checkpoint = 'latest'"),
+     "checkpoint must be 'best' or 'last', got 'latest'"),
+    (('reference = "@teacher"', 'reference = "@techer"'),
+     "robustness reference @techer is not one of the shared runs; did you mean 'teacher'?"),
+    (('reference = "@teacher"', 'reference = "teacher"'), 'as "@NAME"'),
+    (("[shared.teacher]\n", "[shared.teacher]\nrobustness = { limit = 100 }\n"),
+     "its robustness reference teacher needs a robustness key with the same evaluation options"),
+    (("[shared.teacher]\n", "[shared.teacher]\nunset = ['robustness']\n"),
+     "its robustness reference teacher needs a robustness key"),
+])
+def test_bad_robustness_keys_name_the_problem(change, message):
+    text = ROBUST.replace(*change)
+    assert text != ROBUST
+    with pytest.raises(SpecError) as err:
+        expand(parse_spec(text))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def _robust_sweep(out: Path, seeds=(0, 1)) -> None:
+    spec = parse_spec(ROBUST, overrides={"seed": list(seeds)})
+    for row in plan(spec, out):
+        execute(row["task"])
+    with claim(spec, out, expand(spec)):               # writes sweep.json, as a sweep does
+        pass
+
+
+def test_robustness_step_equals_a_joint_evaluation_is_reused_and_redone(tmp_path):
+    _robust_sweep(tmp_path, seeds=(0,))
+    names = ["teacher", "ce-s0", "fast-s0"]
+    models = {n: load_model(tmp_path / n)[0] for n in names}      # best.npz, as the step
+    _, val_set = load_dataset("synthetic")
+    joint = corruption_accuracy(models, val_set, ["contrast", "gaussian_noise"], [1, 3],
+                                seed=0, limit=100)
+    for n in names:                   # evaluated one run at a time == all models on one set
+        kept = json.loads((tmp_path / n / "robustness.json").read_text())
+        assert kept["table"]["accuracy"] == joint[n].accuracy.tolist()
+        assert kept["table"]["clean_accuracy"] == joint[n].clean_accuracy
+        assert kept["options"]["limit"] == 100 and kept["options"]["checkpoint"] == "best"
+    path = tmp_path / "ce-s0" / "robustness.json"
+    before, checkpoint = path.stat().st_mtime_ns, (tmp_path / "ce-s0" / "last.npz").read_bytes()
+    task = _tasks(parse_spec(ROBUST, overrides={"seed": [0]}), tmp_path)["ce-s0"]
+    assert execute(task)["outcome"] == "reused" and path.stat().st_mtime_ns == before
+    changed = _tasks(parse_spec(ROBUST, overrides={"seed": [0], "robustness.limit": 40}),
+                     tmp_path)["ce-s0"]
+    execute(changed)                  # other options: evaluated again, the checkpoint untouched
+    kept = json.loads(path.read_text())
+    assert kept["options"]["limit"] == 40 and kept["table"]["num_images"] == 40
+    assert (tmp_path / "ce-s0" / "last.npz").read_bytes() == checkpoint
+
+
+def test_report_robustness_columns(tmp_path):
+    _robust_sweep(tmp_path)
+    text = write_report(tmp_path, plots=False)["markdown"]
+    assert "| row | n | clean acc (%) | mean corrupted acc (%) | mCE vs teacher | mCE paired vs " \
+           "ce (95 % CI) | rmCE paired vs ce |" in text
+    t = {n: load_table(tmp_path / n) for n in ("teacher", "ce-s0", "ce-s1", "fast-s0", "fast-s1")}
+    mce_ref = [mean_corruption_error(corruption_errors(t[f"fast-s{s}"].errors,
+                                                       t["teacher"].errors)) for s in (0, 1)]
+    paired = np.array([mean_corruption_error(corruption_errors(t[f"fast-s{s}"].errors,
+                                                               t[f"ce-s{s}"].errors)) for s in (0, 1)])
+    low, high = stats.t.interval(0.95, 1, loc=paired.mean(), scale=stats.sem(paired))
+    robust = text.split("| mean corrupted acc (%) |")[1]
+    row = next(line for line in robust.splitlines() if line.startswith("| fast | 2 | "))
+    assert f"{np.mean(mce_ref):.4f} ± {np.std(mce_ref, ddof=1):.4f}" in row
+    assert f"{paired.mean():.4f} [{low:.4f}, {high:.4f}] (n = 2)" in row
+    assert "| ce | 2 |" in text and "1 (baseline)" in text
+    per_run = (tmp_path / "robustness.csv").read_text().splitlines()
+    assert per_run[0].startswith("run,row,arm,seed,reference,clean_accuracy") and len(per_run) == 6
+    # one seed: the single value and n = 1, never a made-up +- 0.00 or interval
+    one = tmp_path / "one"
+    _robust_sweep(one, seeds=(1,))
+    text = write_report(one, plots=False)["markdown"]
+    robust = text.split("| mean corrupted acc (%) |")[1]
+    fast = next(line for line in robust.splitlines() if line.startswith("| fast | 1 | "))
+    assert f"{paired[1]:.4f} (n = 1, no interval)" in fast
+    assert "± 0.00" not in text

@@ -1,8 +1,8 @@
 """One run of a sweep, wherever it executes: reuse it, resume it, or train it; never overwrite.
 
 `execute(task)` is the whole job of a worker (a local child process or a Dask worker). A task is
-a JSON-able dict {"name", "dir", "config" (TrainConfig fields), "linear_eval" (options or
-None)}. The run folder decides what happens:
+a JSON-able dict {"name", "dir", "config" (TrainConfig fields), "linear_eval" and
+"robustness" (options or None)}. The run folder decides what happens:
 
     last.npz with all epochs, same config      reused (nothing is recomputed)
     last.npz with fewer epochs, same config    resumed bit-exactly (resume_training)
@@ -28,6 +28,7 @@ from ..evaluate import linear_evaluation
 from ..methods import METHODS
 from ..train import TrainConfig, load_model, read_history, resume_training, run_training
 from ..checkpoint import atomic_write_text, load_state, resolve
+from .robustness import robustness_step
 
 __all__ = ["execute", "inspect", "RunConflict", "config_difference", "thread_env",
            "set_process_threads", "THREAD_VARIABLES", "LINCLS_FILE"]
@@ -121,7 +122,8 @@ def _threads_note() -> str:
 
 
 def execute(task: dict) -> dict:
-    """Reuse, resume or train one run, then its linear evaluation if asked; returns a summary
+    """Reuse, resume or train one run, then its linear evaluation and robustness evaluation
+    if asked (each kept in the run folder, reused when present); returns a summary
     {"name", "outcome" (reused/resumed/trained), "epochs", "val_accuracy", "seconds"}."""
     run_dir = Path(task["dir"])
     config = TrainConfig.from_dict(task["config"])
@@ -144,6 +146,8 @@ def execute(task: dict) -> dict:
         _log(run_dir, f"pid {os.getpid()}: finished ({time.perf_counter() - started:.1f} s)")
     if task.get("linear_eval") is not None:
         linear_eval_step(run_dir, task["linear_eval"])
+    if task.get("robustness") is not None:
+        robustness_step(run_dir, task["robustness"])
     history = read_history(run_dir)
     return {"name": task["name"], "outcome": outcome, "epochs": len(history),
             "val_accuracy": history[-1].get("val_accuracy"),

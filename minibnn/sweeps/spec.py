@@ -27,7 +27,9 @@ last, as `s0`, `alpha0.32`, `lr0.001`, `cnn` (string values), `real`/`no-real` (
 shared runs use their name. A run's `unset = ["input_quantizer"]` drops those [base] fields
 (back to TrainConfig's defaults; TOML has no null). Every run also accepts
 `linear_eval = {epochs = 100, lr = 0.1}`: after training, the frozen backbone of its last.npz
-is scored by linear evaluation (`minibnn linear-eval`), kept in the run folder's lincls.json.
+is scored by linear evaluation (`minibnn linear-eval`), kept in the run folder's lincls.json,
+and `robustness = {limit = 1000, reference = "@teacher"}`: its accuracy under corruptions, kept
+in robustness.json, for the report's mCE columns (see robustness.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pathlib import Path
 
 from ..methods import METHODS
 from ..train.config import TrainConfig
+from .robustness import ROBUSTNESS_KEYS, check_options, evaluation_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,7 +54,7 @@ __all__ = ["SweepSpec", "Run", "SpecError", "load_spec", "parse_spec", "expand",
            "TOP_KEYS", "RUN_KEYS"]
 
 TOP_KEYS = ("name", "description", "out", "baseline", "base", "axes", "shared", "arms")
-EXTRA_RUN_KEYS = ("linear_eval",)
+EXTRA_RUN_KEYS = ("linear_eval", "robustness")
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)) + EXTRA_RUN_KEYS
 LINEAR_EVAL_KEYS = ("epochs", "lr", "batch_size", "momentum", "weight_decay", "seed",
                     "standardize")
@@ -80,6 +83,13 @@ class Run:
 
     def train_options(self) -> dict:
         return {k: v for k, v in self.options.items() if k not in EXTRA_RUN_KEYS}
+
+    def robustness(self) -> dict | None:
+        """The robustness options, "@NAME" of the reference replaced by that run's folder name."""
+        options = self.options.get("robustness")
+        if options is None or "reference" not in options:
+            return options
+        return {**options, "reference": self.refs[options["reference"][1:]]}
 
 
 @dataclass
@@ -132,6 +142,9 @@ def _check_run(where: str, options: dict) -> None:
         if not isinstance(le, dict):
             raise SpecError(f"{where}: linear_eval must be a table such as {{epochs = 100}}")
         _check_keys(f"{where}.linear_eval", le, LINEAR_EVAL_KEYS)
+    problem = check_options(options["robustness"]) if "robustness" in options else None
+    if problem:
+        raise SpecError(f"{where}.robustness: {problem}")
     try:
         TrainConfig.from_dict({k: v for k, v in options.items() if k not in EXTRA_RUN_KEYS})
     except (TypeError, ValueError) as err:
@@ -158,9 +171,15 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _set(options: dict, key: str, value) -> dict:
-    """options with `key` (a field, or "method_options.X") set to value."""
+    """options with `key` (a field, "method_options.X", or "robustness.X" / "linear_eval.X"
+    for the runs that have that table) set to value."""
     if key.startswith("method_options."):
         return _merge(options, {"method_options": {key.split(".", 1)[1]: value}})
+    table, _, inner = key.partition(".")
+    if inner and table in EXTRA_RUN_KEYS:
+        if not isinstance(options.get(table), dict):
+            return options
+        return {**options, table: {**options[table], inner: value}}
     return {**options, key: value}
 
 
@@ -199,7 +218,7 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict | None = None)
             raise SpecError(f"axis {key!r} must be a non-empty list of values, got {values!r}")
     base = dict(raw.get("base", {}))
     for key, value in (overrides or {}).items():
-        _check_axis_key(key)
+        _check_override_key(key)
         if key in axes:
             axes[key] = value if isinstance(value, list) else [value]
         else:
@@ -223,6 +242,17 @@ def _check_axis_key(key: str) -> None:
         return
     if key not in RUN_KEYS or key in EXTRA_RUN_KEYS:
         raise SpecError(f"unknown option {key!r}{_closest(key, RUN_KEYS)}")
+
+
+def _check_override_key(key: str) -> None:
+    table, _, inner = key.partition(".")
+    if key in EXTRA_RUN_KEYS:
+        return
+    if inner and table in EXTRA_RUN_KEYS:
+        valid = LINEAR_EVAL_KEYS if table == "linear_eval" else ROBUSTNESS_KEYS
+        _check_keys(f"--set {table}", {inner: None}, valid)
+        return
+    _check_axis_key(key)
 
 
 def load_spec(path: str | Path, overrides: dict | None = None) -> SweepSpec:
@@ -291,8 +321,33 @@ def _link(runs: list[Run], spec: SweepSpec) -> None:
                 raise SpecError(f"run {run.name} refers to {REF}{ref}, which is not one of the "
                                 f"{where}{_closest(ref, list(shared) + list(spec.arms))}")
             run.deps.append(run.refs[ref])
+    _link_robustness(runs, spec, by_key, shared)
     order = topological(runs)
     runs[:] = order
+
+
+def _link_robustness(runs: list[Run], spec: SweepSpec, by_key: dict, shared: dict) -> None:
+    """Resolve each robustness reference ("@NAME", not a training dependency); the reference
+    run must be evaluated on the same images (the same evaluation options)."""
+    for run in runs:
+        ref = (run.options.get("robustness") or {}).get("reference")
+        if ref is None:
+            continue
+        name = ref[1:]
+        if name in shared:
+            target = shared[name]
+        elif name in spec.arms and not run.shared:
+            target = by_key[(name, tuple(sorted(run.axes.items())))]
+        else:
+            raise SpecError(f"run {run.name}: robustness reference {ref} is not one of the "
+                            f"shared runs{'' if run.shared else ' and arms'}"
+                            f"{_closest(name, list(shared) + list(spec.arms))}")
+        theirs = target.options.get("robustness")
+        if theirs is None or evaluation_options(theirs) != evaluation_options(run.options["robustness"]):
+            raise SpecError(f"run {run.name}: its robustness reference {target.name} needs a "
+                            "robustness key with the same evaluation options (limit, severities, "
+                            "corruptions, seed, checkpoint); put `robustness` in [base]")
+        run.refs[name] = target.name
 
 
 def topological(runs: list[Run]) -> list[Run]:
@@ -324,8 +379,8 @@ def _check_duplicates(runs: list[Run]) -> None:
             raise SpecError(f"two runs would share the folder {run.name!r}: an axis lists the "
                             "same value twice (or two values print alike); remove the duplicate")
         seen_names[run.name] = run
-        full = {**TrainConfig.from_dict(run.train_options()).to_dict(),
-                "linear_eval": run.options.get("linear_eval")}      # defaults filled in
+        full = {**TrainConfig.from_dict(run.train_options()).to_dict(),      # defaults filled in
+                **{k: run.options.get(k) for k in EXTRA_RUN_KEYS}}
         key = repr(sorted((k, repr(v)) for k, v in full.items()))
         if key in seen_configs:
             raise SpecError(f"runs {seen_configs[key].name!r} and {run.name!r} have identical "
