@@ -15,9 +15,10 @@ from minibnn.sweeps.run import RunConflict, thread_env
 from minibnn.sweeps.sweep import claim
 from minibnn.checkpoint import load_state
 from minibnn.data import load_dataset
-from minibnn.evaluate import corruption_accuracy, corruption_errors, mean_corruption_error
+from minibnn.evaluate import (corruption_accuracy, corruption_errors, linear_evaluation,
+                              mean_corruption_error)
 from minibnn.sweeps.robustness import load_table
-from minibnn.train import load_model, run_training
+from minibnn.train import build_run, load_model, run_training
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -345,3 +346,76 @@ def test_report_robustness_columns(tmp_path):
     fast = next(line for line in robust.splitlines() if line.startswith("| fast | 1 | "))
     assert f"{paired[1]:.4f} (n = 1, no interval)" in fast
     assert "± 0.00" not in text
+
+
+UNTRAINED = """
+name = "init"
+baseline = "ce"
+[base]
+dataset = "synthetic"
+model = "mlp"
+width = 0.25
+epochs = 1
+batch_size = 64
+linear_eval = { epochs = 2 }
+[axes]
+seed = [0]
+[arms.ce]
+[arms.init]
+untrained = true
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("untrained = true", "untrained = 'yes'"), "untrained must be true or false, got 'yes'"),
+    (("untrained = true", "untrained = true\nunset = ['linear_eval']"),
+     "an untrained run is only scored by linear_eval"),
+    (("untrained = true", "untrained = true\nrobustness = { limit = 10 }"),
+     "an untrained run is only scored by linear_eval"),
+    (("[arms.ce]", "[arms.ce]\nmethod = 'cmim'\nteacher = '@init'"),
+     "refers to @init, an untrained run, which has no checkpoint"),
+    (("linear_eval = { epochs = 2 }", "linear_eval = { epoch = 2 }"),
+     "linear_eval: unknown option 'epoch'; did you mean 'epochs'?"),
+])
+def test_bad_untrained_keys_name_the_problem(change, message):
+    text = UNTRAINED.replace(*change)
+    assert text != UNTRAINED
+    with pytest.raises(SpecError) as err:
+        expand(parse_spec(text))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_untrained_run_scores_its_initialisation(tmp_path):
+    spec = parse_spec(UNTRAINED)
+    tasks = _tasks(spec, tmp_path)
+    assert tasks["init-s0"]["untrained"] and not tasks["ce-s0"]["untrained"]
+    assert execute(tasks["init-s0"])["outcome"] == "evaluated untrained"
+    run_dir = tmp_path / "init-s0"
+    assert not (run_dir / "last.npz").exists() and (run_dir / "config.json").exists()
+    kept = json.loads((run_dir / "lincls.json").read_text())
+    run = build_run(expand(spec)[1].config(tmp_path))          # the same seed: the same network
+    train_set, val_set = load_dataset("synthetic")
+    oracle = linear_evaluation(run.model, train_set, val_set, epochs=2, lr=0.1, seed=0)
+    assert kept["untrained"] and kept["val_accuracy"] == oracle["val_accuracy"]
+    assert kept["own_val_accuracy"] == run.loss.evaluate(run.model, run.val_loader)["val_accuracy"]
+    before = (run_dir / "lincls.json").stat().st_mtime_ns
+    execute(tasks["init-s0"])                                   # reused
+    assert (run_dir / "lincls.json").stat().st_mtime_ns == before
+    changed = dict(tasks["init-s0"], config={**tasks["init-s0"]["config"], "width": 0.5})
+    with pytest.raises(RunConflict, match=r"other options \(width: stored 0.25, spec 0.5\)"):
+        execute(changed)
+    execute(tasks["ce-s0"])
+    with claim(spec, tmp_path, expand(spec)):
+        pass
+    report = write_report(tmp_path, plots=True)
+    row = next(line for line in report["markdown"].splitlines() if line.startswith("| init |"))
+    assert f"{100 * kept['val_accuracy']:.2f} (n = 1)" in row and row.endswith("| - | 0 |")
+    assert "Epochs 0: an untrained run" in report["markdown"]
+
+
+def test_checkpoint_paths_outside_the_sweep_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec("name = 'p'\n[base]\ndataset = 'synthetic'\n[arms.a]\nmethod = 'lcr'\n"
+                      "teacher = 'runs/other/teacher'")
+    config = expand(spec)[0].config(Path("out"))
+    assert config.teacher == str(tmp_path / "runs" / "other" / "teacher")

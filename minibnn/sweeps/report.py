@@ -40,10 +40,21 @@ __all__ = ["collect", "summarize", "paired_difference", "render_markdown", "rend
            "robustness_csv"]
 
 
+def _untrained(run_dir: Path) -> dict | None:
+    """An untrained run: its initial network's own validation score and linear evaluation."""
+    lincls = run_dir / LINCLS_FILE
+    kept = json.loads(lincls.read_text()) if lincls.is_file() else {}
+    if not kept.get("untrained"):
+        return None
+    own = 100 * kept["own_val_accuracy"]
+    return {"history": [], "final": own, "best": own, "sec": math.nan, "epochs": 0,
+            "linear": 100 * kept["val_accuracy"], "robustness": None}
+
+
 def _load(run_dir: Path) -> dict | None:
     path = run_dir / "history.json"
     if not path.is_file():
-        return None
+        return _untrained(run_dir)
     history = json.loads(path.read_text())
     if not history:
         return None
@@ -178,13 +189,17 @@ def render_markdown(summary: list[dict], collected: dict, baseline: str | None) 
         cells = [e["row"], str(e["n"]), mean_std(e["final"]), mean_std(e["best"])]
         cells += [mean_std(e["linear"])] if linear else []
         cells += [_diff_cell(e["diff"])] if baseline else []
-        cells += [f"{e['sec']:.1f}", "/".join(map(str, e["epochs"]))]
+        cells += ["-" if math.isnan(e["sec"]) else f"{e['sec']:.1f}",
+                  "/".join(map(str, e["epochs"]))]
         lines.append("| " + " | ".join(cells) + " |")
     marker = collected["marker"]
     notes = [f"\nSweep `{marker['name']}` ({marker.get('spec_file', '')}). Mean ± sample std over "
              "seeds; n = number of seeds finished. Δ: paired difference of the "
              f"{metric} accuracy against the same seeds of the baseline, 95 % Student-t "
              "interval. s/epoch: wall seconds per epoch (training + validation)."]
+    if any(e["epochs"] == [0] for e in summary):
+        notes.append("Epochs 0: an untrained run (the network at its initialisation); its final "
+                     "and best-epoch accuracy are the method's own validation score of it.")
     if collected["missing"]:
         notes.append(f"Not finished yet (left out): {', '.join(collected['missing'])}.")
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
@@ -210,7 +225,7 @@ def render_csv(summary: list[dict]) -> str:
         writer.writerow([e["row"], e["arm"], e["n"], " ".join(map(str, e["seeds"])),
                          *ms(e["final"]), *ms(e["best"]), *ms(e["linear"]),
                          fmt(d.get("mean")), fmt(d.get("low")), fmt(d.get("high")),
-                         d.get("n", ""), f"{e['sec']:.2f}"])
+                         d.get("n", ""), fmt(e["sec"])])
     return buffer.getvalue()
 
 
@@ -304,10 +319,12 @@ def write_report(sweep_dir: str | Path, baseline: str | None = None, plots: bool
     if robust:
         files.append(sweep_dir / "robustness.csv")
         atomic_write_text(files[-1], robustness_csv(summary))
-    if plots and collected["rows"]:
+    if plots and any(data["history"] for row in collected["rows"].values()
+                     for data in row["runs"].values()):
         curves = {label: [[r["val_accuracy"] for r in data["history"]]
-                          for data in row["runs"].values()]
-                  for label, row in collected["rows"].items()}
+                          for data in row["runs"].values() if data["history"]]
+                  for label, row in collected["rows"].items()
+                  if any(data["history"] for data in row["runs"].values())}
         files.append(plot_seed_bands(curves, sweep_dir / "curves.png",
                                      title=f"sweep {collected['marker']['name']}"))
     return {"markdown": markdown, "csv": table, "files": files}

@@ -29,7 +29,8 @@ shared runs use their name. A run's `unset = ["input_quantizer"]` drops those [b
 `linear_eval = {epochs = 100, lr = 0.1}`: after training, the frozen backbone of its last.npz
 is scored by linear evaluation (`minibnn linear-eval`), kept in the run folder's lincls.json,
 and `robustness = {limit = 1000, reference = "@teacher"}`: its accuracy under corruptions, kept
-in robustness.json, for the report's mCE columns (see robustness.py).
+in robustness.json, for the report's mCE columns (see robustness.py). `untrained = true` (with
+linear_eval) scores the network of its options at initialisation instead of training it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from pathlib import Path
 
 from ..methods import METHODS
 from ..train.config import TrainConfig
-from .robustness import ROBUSTNESS_KEYS, check_options, evaluation_options
+from .extras import EXTRA_RUN_KEYS, LINEAR_EVAL_KEYS, extras_problem
+from .robustness import ROBUSTNESS_KEYS, evaluation_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,11 +56,9 @@ __all__ = ["SweepSpec", "Run", "SpecError", "load_spec", "parse_spec", "expand",
            "TOP_KEYS", "RUN_KEYS"]
 
 TOP_KEYS = ("name", "description", "out", "baseline", "base", "axes", "shared", "arms")
-EXTRA_RUN_KEYS = ("linear_eval", "robustness")
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)) + EXTRA_RUN_KEYS
-LINEAR_EVAL_KEYS = ("epochs", "lr", "batch_size", "momentum", "weight_decay", "seed",
-                    "standardize")
 REF = "@"
+PATHS = ("teacher", "init_from")
 
 
 class SpecError(ValueError):
@@ -137,14 +137,9 @@ def _check_run(where: str, options: dict) -> None:
         if options.get("method", "ce") == "ce" and mo:
             raise SpecError(f"{where}: method_options {sorted(mo)} given but method is 'ce'")
         _check_keys(f"{where}.method_options ({options.get('method', 'ce')})", mo, defaults)
-    le = options.get("linear_eval")
-    if le is not None:
-        if not isinstance(le, dict):
-            raise SpecError(f"{where}: linear_eval must be a table such as {{epochs = 100}}")
-        _check_keys(f"{where}.linear_eval", le, LINEAR_EVAL_KEYS)
-    problem = check_options(options["robustness"]) if "robustness" in options else None
+    problem = extras_problem(options)
     if problem:
-        raise SpecError(f"{where}.robustness: {problem}")
+        raise SpecError(f"{where}{problem}")
     try:
         TrainConfig.from_dict({k: v for k, v in options.items() if k not in EXTRA_RUN_KEYS})
     except (TypeError, ValueError) as err:
@@ -199,9 +194,8 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict | None = None)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{source} is not valid TOML: {err}") from None
     _check_keys(source, raw, TOP_KEYS)
-    for key in ("name",):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise SpecError(f"{source}: 'name' must be a non-empty string, e.g. name = \"study\"")
+    if not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise SpecError(f"{source}: 'name' must be a non-empty string, e.g. name = \"study\"")
     for key in ("base", "axes", "shared", "arms"):
         if not isinstance(raw.get(key, {}), dict):
             raise SpecError(f"{source}: [{key}] must be a table")
@@ -246,13 +240,11 @@ def _check_axis_key(key: str) -> None:
 
 def _check_override_key(key: str) -> None:
     table, _, inner = key.partition(".")
-    if key in EXTRA_RUN_KEYS:
-        return
-    if inner and table in EXTRA_RUN_KEYS:
+    if inner and table in ("linear_eval", "robustness"):
         valid = LINEAR_EVAL_KEYS if table == "linear_eval" else ROBUSTNESS_KEYS
         _check_keys(f"--set {table}", {inner: None}, valid)
-        return
-    _check_axis_key(key)
+    elif key not in EXTRA_RUN_KEYS:
+        _check_axis_key(key)
 
 
 def load_spec(path: str | Path, overrides: dict | None = None) -> SweepSpec:
@@ -312,6 +304,11 @@ def _link(runs: list[Run], spec: SweepSpec) -> None:
     shared = {r.name: r for r in runs if r.shared}
     for run in runs:
         for ref in _refs(run.options):
+            untrained = [r for r in runs if r.options.get("untrained")
+                         and (r.name == ref or r.arm == ref and not r.shared)]
+            if untrained:
+                raise SpecError(f"run {run.name} refers to {REF}{ref}, an untrained run, which "
+                                "has no checkpoint")
             if ref in shared:
                 run.refs[ref] = shared[ref].name
             elif ref in spec.arms and not run.shared:
@@ -389,12 +386,14 @@ def _check_duplicates(runs: list[Run]) -> None:
 
 
 def _resolve(options: dict, out: Path, refs: dict) -> dict:
-    def sub(value):
+    """"@NAME" -> that run's absolute folder; a checkpoint path outside the sweep (teacher,
+    init_from) -> absolute, from where the sweep starts (workers may start elsewhere)."""
+    def sub(key, value):
         if isinstance(value, str) and value.startswith(REF):
             return str((Path(out) / refs[value[1:]]).absolute())
-        return value
+        return str(Path(value).absolute()) if key in PATHS and isinstance(value, str) else value
 
-    resolved = {k: sub(v) for k, v in options.items()}
+    resolved = {k: sub(k, v) for k, v in options.items()}
     if "method_options" in resolved:
-        resolved["method_options"] = {k: sub(v) for k, v in resolved["method_options"].items()}
+        resolved["method_options"] = {k: sub(k, v) for k, v in resolved["method_options"].items()}
     return resolved

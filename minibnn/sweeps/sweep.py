@@ -42,7 +42,7 @@ def read_marker(out: str | Path) -> dict:
 def _task(run: Run, out: Path) -> dict:
     return {"name": run.name, "dir": str((out / run.name).absolute()),
             "config": run.config(out).to_dict(), "linear_eval": run.options.get("linear_eval"),
-            "robustness": run.robustness()}
+            "robustness": run.robustness(), "untrained": bool(run.options.get("untrained"))}
 
 
 def plan(spec: SweepSpec, out: str | Path, arms: list[str] | None = None) -> list[dict]:
@@ -123,7 +123,8 @@ def claim(spec: SweepSpec, out: Path, runs: list[Run]):
             {"name": spec.name, "spec_file": spec.source, "spec": spec.to_dict(),
              "runs": [{"name": r.name, "arm": r.arm, "axes": r.axes, "shared": r.shared,
                        "deps": r.deps, "linear_eval": r.options.get("linear_eval"),
-                       "robustness": r.robustness()}
+                       "robustness": r.robustness(),
+                       "untrained": bool(r.options.get("untrained"))}
                       for r in runs]}, indent=1) + "\n")
         yield
     finally:
@@ -138,9 +139,10 @@ def describe(rows: list[dict]) -> list[str]:
         epochs = task["config"]["epochs"]
         what = {"done": f"done ({row['done']}/{epochs} epochs), reused",
                 "partial": f"interrupted after {row['done']}/{epochs} epochs, will resume",
-                "new": f"new, {epochs} epochs",
+                "new": ("untrained: linear evaluation of its initialisation"
+                        if task["untrained"] else f"new, {epochs} epochs"),
                 "conflict": f"REFUSED: {row['error']}"}[row["state"]]
-        if task["linear_eval"] is not None and row["state"] != "conflict":
+        if task["linear_eval"] is not None and row["state"] != "conflict" and not task["untrained"]:
             what += ", then linear evaluation"
         if task["robustness"] is not None and row["state"] != "conflict":
             what += ", then robustness"
