@@ -14,7 +14,11 @@ from minibnn.sweeps.report import mean_std, paired_difference, write_report
 from minibnn.sweeps.run import RunConflict, thread_env
 from minibnn.sweeps.sweep import claim
 from minibnn.checkpoint import load_state
-from minibnn.train import run_training
+from minibnn.data import load_dataset
+from minibnn.evaluate import (corruption_accuracy, corruption_errors, linear_evaluation,
+                              mean_corruption_error)
+from minibnn.sweeps.robustness import load_table
+from minibnn.train import build_run, load_model, run_training
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -225,3 +229,193 @@ def test_study_specs_expand(spec):
 
     runs = expand(load_spec(spec))
     assert runs and all(r.config(Path("runs")) for r in runs)
+
+
+ROBUST = """
+name = "robust"
+baseline = "ce"
+[base]
+dataset = "synthetic"
+model = "mlp"
+width = 0.25
+epochs = 1
+batch_size = 64
+robustness = { limit = 100, corruptions = ["contrast", "gaussian_noise"], severities = [1, 3], reference = "@teacher" }
+[axes]
+seed = [0, 1]
+[shared.teacher]
+real = true
+[arms.ce]
+[arms.fast]
+lr = 0.02
+"""
+
+
+def test_robustness_key_expansion_and_checks():
+    runs = {r.name: r for r in expand(parse_spec(ROBUST))}
+    assert runs["fast-s1"].robustness()["reference"] == "teacher"
+    assert runs["teacher"].robustness()["reference"] == "teacher"     # its own reference: mCE 1
+    assert runs["fast-s1"].deps == []                                 # not a training dependency
+    paired = parse_spec(ROBUST.replace('reference = "@teacher"', 'reference = "@ce"')
+                        .replace("[shared.teacher]\nreal = true\n", ""))
+    assert {r.name: r.robustness()["reference"] for r in expand(paired)}["fast-s1"] == "ce-s1"
+    limited = expand(parse_spec(ROBUST, overrides={"robustness.limit": 50}))
+    assert all(r.options["robustness"]["limit"] == 50 for r in limited)
+    with pytest.raises(SpecError, match="'robustness.limt'|'limt'"):
+        parse_spec(ROBUST, overrides={"robustness.limt": 50})
+
+
+@pytest.mark.parametrize("change, message", [
+    (("limit = 100", "limt = 100"), "robustness: unknown option 'limt'; did you mean 'limit'?"),
+    (("severities = [1, 3]", "severities = [0, 3]"), "severities must be a non-empty list of "
+                                                     "integers in 1..5, got [0, 3]"),
+    (('"contrast"', '"contrst"'), "unknown corruption 'contrst'"),
+    (("limit = 100", "limit = 100, checkpoint = 'latest'"),
+     "checkpoint must be 'best' or 'last', got 'latest'"),
+    (('reference = "@teacher"', 'reference = "@techer"'),
+     "robustness reference @techer is not one of the shared runs; did you mean 'teacher'?"),
+    (('reference = "@teacher"', 'reference = "teacher"'), 'as "@NAME"'),
+    (("[shared.teacher]\n", "[shared.teacher]\nrobustness = { limit = 100 }\n"),
+     "its robustness reference teacher needs a robustness key with the same evaluation options"),
+    (("[shared.teacher]\n", "[shared.teacher]\nunset = ['robustness']\n"),
+     "its robustness reference teacher needs a robustness key"),
+])
+def test_bad_robustness_keys_name_the_problem(change, message):
+    text = ROBUST.replace(*change)
+    assert text != ROBUST
+    with pytest.raises(SpecError) as err:
+        expand(parse_spec(text))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def _robust_sweep(out: Path, seeds=(0, 1)) -> None:
+    spec = parse_spec(ROBUST, overrides={"seed": list(seeds)})
+    for row in plan(spec, out):
+        execute(row["task"])
+    with claim(spec, out, expand(spec)):               # writes sweep.json, as a sweep does
+        pass
+
+
+def test_robustness_step_equals_a_joint_evaluation_is_reused_and_redone(tmp_path):
+    _robust_sweep(tmp_path, seeds=(0,))
+    names = ["teacher", "ce-s0", "fast-s0"]
+    models = {n: load_model(tmp_path / n)[0] for n in names}      # best.npz, as the step
+    _, val_set = load_dataset("synthetic")
+    joint = corruption_accuracy(models, val_set, ["contrast", "gaussian_noise"], [1, 3],
+                                seed=0, limit=100)
+    for n in names:                   # evaluated one run at a time == all models on one set
+        kept = json.loads((tmp_path / n / "robustness.json").read_text())
+        assert kept["table"]["accuracy"] == joint[n].accuracy.tolist()
+        assert kept["table"]["clean_accuracy"] == joint[n].clean_accuracy
+        assert kept["options"]["limit"] == 100 and kept["options"]["checkpoint"] == "best"
+    path = tmp_path / "ce-s0" / "robustness.json"
+    before, checkpoint = path.stat().st_mtime_ns, (tmp_path / "ce-s0" / "last.npz").read_bytes()
+    task = _tasks(parse_spec(ROBUST, overrides={"seed": [0]}), tmp_path)["ce-s0"]
+    assert execute(task)["outcome"] == "reused" and path.stat().st_mtime_ns == before
+    changed = _tasks(parse_spec(ROBUST, overrides={"seed": [0], "robustness.limit": 40}),
+                     tmp_path)["ce-s0"]
+    execute(changed)                  # other options: evaluated again, the checkpoint untouched
+    kept = json.loads(path.read_text())
+    assert kept["options"]["limit"] == 40 and kept["table"]["num_images"] == 40
+    assert (tmp_path / "ce-s0" / "last.npz").read_bytes() == checkpoint
+
+
+def test_report_robustness_columns(tmp_path):
+    _robust_sweep(tmp_path)
+    text = write_report(tmp_path, plots=False)["markdown"]
+    assert "| row | n | clean acc (%) | mean corrupted acc (%) | mCE vs teacher | mCE paired vs " \
+           "ce (95 % CI) | rmCE paired vs ce |" in text
+    t = {n: load_table(tmp_path / n) for n in ("teacher", "ce-s0", "ce-s1", "fast-s0", "fast-s1")}
+    mce_ref = [mean_corruption_error(corruption_errors(t[f"fast-s{s}"].errors,
+                                                       t["teacher"].errors)) for s in (0, 1)]
+    paired = np.array([mean_corruption_error(corruption_errors(t[f"fast-s{s}"].errors,
+                                                               t[f"ce-s{s}"].errors)) for s in (0, 1)])
+    low, high = stats.t.interval(0.95, 1, loc=paired.mean(), scale=stats.sem(paired))
+    robust = text.split("| mean corrupted acc (%) |")[1]
+    row = next(line for line in robust.splitlines() if line.startswith("| fast | 2 | "))
+    assert f"{np.mean(mce_ref):.4f} ± {np.std(mce_ref, ddof=1):.4f}" in row
+    assert f"{paired.mean():.4f} [{low:.4f}, {high:.4f}] (n = 2)" in row
+    assert "| ce | 2 |" in text and "1 (baseline)" in text
+    per_run = (tmp_path / "robustness.csv").read_text().splitlines()
+    assert per_run[0].startswith("run,row,arm,seed,reference,clean_accuracy") and len(per_run) == 6
+    # one seed: the single value and n = 1, never a made-up +- 0.00 or interval
+    one = tmp_path / "one"
+    _robust_sweep(one, seeds=(1,))
+    text = write_report(one, plots=False)["markdown"]
+    robust = text.split("| mean corrupted acc (%) |")[1]
+    fast = next(line for line in robust.splitlines() if line.startswith("| fast | 1 | "))
+    assert f"{paired[1]:.4f} (n = 1, no interval)" in fast
+    assert "± 0.00" not in text
+
+
+UNTRAINED = """
+name = "init"
+baseline = "ce"
+[base]
+dataset = "synthetic"
+model = "mlp"
+width = 0.25
+epochs = 1
+batch_size = 64
+linear_eval = { epochs = 2 }
+[axes]
+seed = [0]
+[arms.ce]
+[arms.init]
+untrained = true
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("untrained = true", "untrained = 'yes'"), "untrained must be true or false, got 'yes'"),
+    (("untrained = true", "untrained = true\nunset = ['linear_eval']"),
+     "an untrained run is only scored by linear_eval"),
+    (("untrained = true", "untrained = true\nrobustness = { limit = 10 }"),
+     "an untrained run is only scored by linear_eval"),
+    (("[arms.ce]", "[arms.ce]\nmethod = 'cmim'\nteacher = '@init'"),
+     "refers to @init, an untrained run, which has no checkpoint"),
+    (("linear_eval = { epochs = 2 }", "linear_eval = { epoch = 2 }"),
+     "linear_eval: unknown option 'epoch'; did you mean 'epochs'?"),
+])
+def test_bad_untrained_keys_name_the_problem(change, message):
+    text = UNTRAINED.replace(*change)
+    assert text != UNTRAINED
+    with pytest.raises(SpecError) as err:
+        expand(parse_spec(text))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_untrained_run_scores_its_initialisation(tmp_path):
+    spec = parse_spec(UNTRAINED)
+    tasks = _tasks(spec, tmp_path)
+    assert tasks["init-s0"]["untrained"] and not tasks["ce-s0"]["untrained"]
+    assert execute(tasks["init-s0"])["outcome"] == "evaluated untrained"
+    run_dir = tmp_path / "init-s0"
+    assert not (run_dir / "last.npz").exists() and (run_dir / "config.json").exists()
+    kept = json.loads((run_dir / "lincls.json").read_text())
+    run = build_run(expand(spec)[1].config(tmp_path))          # the same seed: the same network
+    train_set, val_set = load_dataset("synthetic")
+    oracle = linear_evaluation(run.model, train_set, val_set, epochs=2, lr=0.1, seed=0)
+    assert kept["untrained"] and kept["val_accuracy"] == oracle["val_accuracy"]
+    assert kept["own_val_accuracy"] == run.loss.evaluate(run.model, run.val_loader)["val_accuracy"]
+    before = (run_dir / "lincls.json").stat().st_mtime_ns
+    execute(tasks["init-s0"])                                   # reused
+    assert (run_dir / "lincls.json").stat().st_mtime_ns == before
+    changed = dict(tasks["init-s0"], config={**tasks["init-s0"]["config"], "width": 0.5})
+    with pytest.raises(RunConflict, match=r"other options \(width: stored 0.25, spec 0.5\)"):
+        execute(changed)
+    execute(tasks["ce-s0"])
+    with claim(spec, tmp_path, expand(spec)):
+        pass
+    report = write_report(tmp_path, plots=True)
+    row = next(line for line in report["markdown"].splitlines() if line.startswith("| init |"))
+    assert f"{100 * kept['val_accuracy']:.2f} (n = 1)" in row and row.endswith("| - | 0 |")
+    assert "Epochs 0: an untrained run" in report["markdown"]
+
+
+def test_checkpoint_paths_outside_the_sweep_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec("name = 'p'\n[base]\ndataset = 'synthetic'\n[arms.a]\nmethod = 'lcr'\n"
+                      "teacher = 'runs/other/teacher'")
+    config = expand(spec)[0].config(Path("out"))
+    assert config.teacher == str(tmp_path / "runs" / "other" / "teacher")

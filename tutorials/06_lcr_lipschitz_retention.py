@@ -239,7 +239,7 @@ assert self_mce == 1.0
 # two differently scaled quantities rather than two singular values; `variant="exact"` gives
 # the true singular values when you want them. Whether the term helps a small MNIST network is an
 # empirical question: docs/lcr.md reports 3 seeds of clean accuracy and mCE, measured with
-# experiments/lcr_reproduction.toml (minibnn sweep) and experiments/lcr_robustness.py.
+# experiments/lcr_reproduction.toml (`minibnn sweep`, then `minibnn report`).
 
 # %% [markdown]
 # ## Exercises

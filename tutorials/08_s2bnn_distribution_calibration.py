@@ -227,7 +227,8 @@ if FULL:   # the paper's main finding; in the 3-seed reproduction the gap is 26 
 
 # %% [markdown]
 # ## 6. What the reproduction measured
-# `experiments/s2bnn_reproduction.py` runs the same pipeline on mnist-t10k with three seeds
+# `experiments/s2bnn_reproduction.toml` (`minibnn sweep`, then `minibnn report`) runs the
+# same pipeline on mnist-t10k with three seeds
 # (networks trained without labels on 2,048 images, ReActNet ×0.25 student, two steps of 5
 # epochs, teacher: real ReActNet ×0.5 after 20 MoCo epochs; linear evaluation on all 8,000
 # training images, accuracy on the 2,000 validation images). docs/s2bnn.md has the full table,

@@ -2,6 +2,8 @@
 
     spec.py     the spec format, its checks, and its expansion into named runs
     run.py      one run: reuse, resume bit-exactly, or train; refuse a folder of other options
+    extras.py   the run keys beyond TrainConfig: linear_eval, robustness, untrained
+    robustness.py  accuracy under corruptions after training, and the mCE of the report
     local.py    N runs at a time in child processes with their thread counts set (worker.py)
     cluster.py  the same runs as tasks on a dask.distributed cluster (optional extra)
     sweep.py    the output folder's owner marker and lock, the plan, the dispatch

@@ -11,6 +11,11 @@ d_i = metric(arm, seed i) - metric(baseline, seed i), and the 95 % interval is
 mean(d) +- t_{0.975, n-1} * sd(d) / sqrt(n) (Student t, scipy.stats.t), over the seeds both
 have finished. With n = 1 there is no interval and the cell says so. The metric is linear
 evaluation when present, else the final validation accuracy.
+
+Runs with a `robustness` key add a second table (robustness.py): clean and mean corrupted
+accuracy on the evaluated images, mCE against the reference run, mCE paired against the
+baseline arm's run of the same seed (mean and 95 % t-interval over seeds) and the paired
+relative mCE, then mean accuracy per corruption; per-run values go to robustness.csv.
 """
 
 from __future__ import annotations
@@ -26,17 +31,30 @@ from scipy import stats
 
 from ..plots import plot_seed_bands
 from ..checkpoint import atomic_write_text
+from .robustness import load_table, run_measures
 from .run import LINCLS_FILE
 from .sweep import read_marker
 
 __all__ = ["collect", "summarize", "paired_difference", "render_markdown", "render_csv",
-           "write_report", "mean_std"]
+           "write_report", "mean_std", "mean_interval", "render_robustness",
+           "robustness_csv"]
+
+
+def _untrained(run_dir: Path) -> dict | None:
+    """An untrained run: its initial network's own validation score and linear evaluation."""
+    lincls = run_dir / LINCLS_FILE
+    kept = json.loads(lincls.read_text()) if lincls.is_file() else {}
+    if not kept.get("untrained"):
+        return None
+    own = 100 * kept["own_val_accuracy"]
+    return {"history": [], "final": own, "best": own, "sec": math.nan, "epochs": 0,
+            "linear": 100 * kept["val_accuracy"], "robustness": None}
 
 
 def _load(run_dir: Path) -> dict | None:
     path = run_dir / "history.json"
     if not path.is_file():
-        return None
+        return _untrained(run_dir)
     history = json.loads(path.read_text())
     if not history:
         return None
@@ -47,7 +65,8 @@ def _load(run_dir: Path) -> dict | None:
             "sec": float(np.mean([r["seconds"] for r in history])),
             "epochs": len(history),
             "linear": (100 * json.loads(lincls.read_text())["val_accuracy"]
-                       if lincls.is_file() else None)}
+                       if lincls.is_file() else None),
+            "robustness": load_table(run_dir)}
 
 
 def _label(run: dict) -> str:
@@ -62,29 +81,38 @@ def collect(sweep_dir: str | Path) -> dict:
     marker = read_marker(sweep_dir)
     rows: dict = {}
     missing = []
+    tables = {}
     for run in marker["runs"]:
         data = _load(sweep_dir / run["name"])
         if data is None:
             missing.append(run["name"])
             continue
+        data["name"] = run["name"]
+        data["reference"] = (run.get("robustness") or {}).get("reference")
+        tables[run["name"]] = data["robustness"]
         label = _label(run)
         row = rows.setdefault(label, {"arm": run["arm"], "shared": run["shared"], "runs": {},
                                       "axes": {k: v for k, v in run["axes"].items() if k != "seed"}})
         row["runs"][run["axes"].get("seed", len(row["runs"]))] = data
-    return {"marker": marker, "rows": rows, "missing": missing}
+    return {"marker": marker, "rows": rows, "missing": missing, "tables": tables}
 
 
-def mean_std(values: list[float]) -> str:
+def mean_std(values: list[float], digits: int = 2) -> str:
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.2f} (n = 1)"
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+        return f"{values[0]:.{digits}f} (n = 1)"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def paired_difference(values: list[float], base: list[float]) -> dict:
     """Mean paired difference and its 95 % Student-t interval (None bounds when n < 2)."""
-    d = np.asarray(values, float) - np.asarray(base, float)
+    return mean_interval(np.asarray(values, float) - np.asarray(base, float))
+
+
+def mean_interval(values) -> dict:
+    """Mean of `values` and its 95 % Student-t interval (None bounds when n < 2)."""
+    d = np.asarray(values, float)
     n = len(d)
     out = {"n": n, "mean": float(d.mean()) if n else math.nan, "low": None, "high": None}
     if n >= 2:
@@ -114,7 +142,21 @@ def summarize(collected: dict, baseline: str | None) -> list[dict]:
             common = [s for s in seeds if s in base["runs"]]
             entry["diff"] = paired_difference([_metric(runs[s]) for s in common],
                                               [_metric(base["runs"][s]) for s in common])
+        entry["robust"] = _robust(collected["tables"], runs, None if row["shared"] else base)
         out.append(entry)
+    return out
+
+
+def _robust(tables: dict, runs: dict, base: dict | None) -> list[dict]:
+    """Per seed with a robustness table: run_measures against its reference and the baseline's
+    run of that seed."""
+    out = []
+    for seed, data in runs.items():
+        if data["robustness"] is None:
+            continue
+        paired = (base or {"runs": {}})["runs"].get(seed, {}).get("robustness")
+        out.append({"seed": seed, "name": data["name"], "reference": data["reference"],
+                    **run_measures(data["robustness"], tables.get(data["reference"]), paired)})
     return out
 
 
@@ -147,13 +189,17 @@ def render_markdown(summary: list[dict], collected: dict, baseline: str | None) 
         cells = [e["row"], str(e["n"]), mean_std(e["final"]), mean_std(e["best"])]
         cells += [mean_std(e["linear"])] if linear else []
         cells += [_diff_cell(e["diff"])] if baseline else []
-        cells += [f"{e['sec']:.1f}", "/".join(map(str, e["epochs"]))]
+        cells += ["-" if math.isnan(e["sec"]) else f"{e['sec']:.1f}",
+                  "/".join(map(str, e["epochs"]))]
         lines.append("| " + " | ".join(cells) + " |")
     marker = collected["marker"]
     notes = [f"\nSweep `{marker['name']}` ({marker.get('spec_file', '')}). Mean ± sample std over "
              "seeds; n = number of seeds finished. Δ: paired difference of the "
              f"{metric} accuracy against the same seeds of the baseline, 95 % Student-t "
              "interval. s/epoch: wall seconds per epoch (training + validation)."]
+    if any(e["epochs"] == [0] for e in summary):
+        notes.append("Epochs 0: an untrained run (the network at its initialisation); its final "
+                     "and best-epoch accuracy are the method's own validation score of it.")
     if collected["missing"]:
         notes.append(f"Not finished yet (left out): {', '.join(collected['missing'])}.")
     return "\n".join(lines) + "\n" + "\n".join(notes) + "\n"
@@ -179,7 +225,75 @@ def render_csv(summary: list[dict]) -> str:
         writer.writerow([e["row"], e["arm"], e["n"], " ".join(map(str, e["seeds"])),
                          *ms(e["final"]), *ms(e["best"]), *ms(e["linear"]),
                          fmt(d.get("mean")), fmt(d.get("low")), fmt(d.get("high")),
-                         d.get("n", ""), f"{e['sec']:.2f}"])
+                         d.get("n", ""), fmt(e["sec"])])
+    return buffer.getvalue()
+
+
+def _values(measures: list[dict], key: str) -> list[float]:
+    return [m[key] for m in measures if m[key] is not None and math.isfinite(m[key])]
+
+
+def _interval_cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    d = mean_interval(values)
+    if d["low"] is None:
+        return f"{d['mean']:.4f} (n = 1, no interval)"
+    return f"{d['mean']:.4f} [{d['low']:.4f}, {d['high']:.4f}] (n = {d['n']})"
+
+
+def render_robustness(summary: list[dict], collected: dict, baseline: str | None) -> str:
+    """The robustness table (see the module docstring), or "" when no run has one."""
+    entries = [e for e in summary if e["robust"]]
+    if not entries:
+        return ""
+    refs = sorted({m["reference"] for e in entries for m in e["robust"] if m["reference"]})
+    ref = refs[0] if len(refs) == 1 else "reference"
+    head = ["row", "n", "clean acc (%)", "mean corrupted acc (%)", f"mCE vs {ref}"]
+    head += [f"mCE paired vs {baseline} (95 % CI)", f"rmCE paired vs {baseline}"] if baseline else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in entries:
+        m = e["robust"]
+        cells = [e["row"], str(len(m)), mean_std(_values(m, "clean")),
+                 mean_std(_values(m, "corrupted")), mean_std(_values(m, "mce_ref"), 4)]
+        if baseline:
+            own = e["arm"] == baseline
+            cells += ["1 (baseline)" if own else _interval_cell(_values(m, "mce_pair")),
+                      "1 (baseline)" if own else mean_std(_values(m, "rmce_pair"), 4)]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = collected["tables"][entries[0]["robust"][0]["name"]]
+    names = list(first.corruptions)
+    lines += ["", f"Robustness: {len(names)} corruptions x {len(first.severities)} severities "
+              f"(s{', s'.join(map(str, first.severities))}) on the first {first.num_images} "
+              f"validation images, every run on the same corrupted images. mCE vs {ref}: "
+              "CE_c = sum_s E / sum_s E_ref, mean over corruptions; paired: against the "
+              f"{baseline} run of the same seed, 95 % Student-t interval of the mean over seeds; "
+              "rmCE: relative mCE, same pairing. Mean ± sample std over seeds.", "",
+              "Mean accuracy (%) per corruption (over severities and seeds):", "",
+              "| row | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for e in entries:
+        per = [np.mean([m["per_corruption"][c] for m in e["robust"]]) for c in names]
+        lines.append(f"| {e['row']} | " + " | ".join(f"{v:.1f}" for v in per) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def robustness_csv(summary: list[dict]) -> str:
+    """One line per run with a robustness table: its measures and accuracy per corruption."""
+    runs = [(e, m) for e in summary for m in e["robust"]]
+    if not runs:
+        return ""
+    names = list(runs[0][1]["per_corruption"])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["run", "row", "arm", "seed", "reference", "clean_accuracy",
+                     "mean_corrupted_accuracy", "mce_reference", "mce_paired", "rmce_paired"]
+                    + [f"accuracy_{c}" for c in names])
+    fmt = (lambda v: "" if v is None else f"{v:.6f}")
+    for e, m in runs:
+        writer.writerow([m["name"], e["row"], e["arm"], m["seed"], m["reference"] or "",
+                         fmt(m["clean"]), fmt(m["corrupted"]), fmt(m["mce_ref"]),
+                         fmt(m["mce_pair"]), fmt(m["rmce_pair"])]
+                        + [fmt(m["per_corruption"].get(c)) for c in names])
     return buffer.getvalue()
 
 
@@ -196,14 +310,21 @@ def write_report(sweep_dir: str | Path, baseline: str | None = None, plots: bool
                          f"(arms with results: {', '.join(sorted(arms)) or 'none'})")
     summary = summarize(collected, baseline)
     markdown = render_markdown(summary, collected, baseline)
+    robust = render_robustness(summary, collected, baseline)
+    markdown += ("\n" + robust) if robust else ""
     table = render_csv(summary)
     files = [sweep_dir / "report.md", sweep_dir / "report.csv"]
     atomic_write_text(files[0], markdown)
     atomic_write_text(files[1], table)
-    if plots and collected["rows"]:
+    if robust:
+        files.append(sweep_dir / "robustness.csv")
+        atomic_write_text(files[-1], robustness_csv(summary))
+    if plots and any(data["history"] for row in collected["rows"].values()
+                     for data in row["runs"].values()):
         curves = {label: [[r["val_accuracy"] for r in data["history"]]
-                          for data in row["runs"].values()]
-                  for label, row in collected["rows"].items()}
+                          for data in row["runs"].values() if data["history"]]
+                  for label, row in collected["rows"].items()
+                  if any(data["history"] for data in row["runs"].values())}
         files.append(plot_seed_bands(curves, sweep_dir / "curves.png",
                                      title=f"sweep {collected['marker']['name']}"))
     return {"markdown": markdown, "csv": table, "files": files}

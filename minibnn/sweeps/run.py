@@ -1,8 +1,8 @@
 """One run of a sweep, wherever it executes: reuse it, resume it, or train it; never overwrite.
 
 `execute(task)` is the whole job of a worker (a local child process or a Dask worker). A task is
-a JSON-able dict {"name", "dir", "config" (TrainConfig fields), "linear_eval" (options or
-None)}. The run folder decides what happens:
+a JSON-able dict {"name", "dir", "config" (TrainConfig fields), "linear_eval" and
+"robustness" (options or None), "untrained" (bool)}. The run folder decides what happens:
 
     last.npz with all epochs, same config      reused (nothing is recomputed)
     last.npz with fewer epochs, same config    resumed bit-exactly (resume_training)
@@ -10,7 +10,10 @@ None)}. The run folder decides what happens:
     a different stored config                  RunConflict, naming the first differing option
 
 so re-running a sweep, or retrying a task whose worker died, always continues from the last
-finished epoch and ends with the same checkpoints as an uninterrupted run.
+finished epoch and ends with the same checkpoints as an uninterrupted run. An untrained task
+writes config.json and the linear evaluation of the network at its initialisation (build_run:
+the model of the config's seed, nothing trained), with the run's own validation score of that
+network (kNN for S2-BNN) beside it in lincls.json.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from ..blas_threads import blas_threads, set_blas_threads
 from ..data import load_dataset
 from ..evaluate import linear_evaluation
 from ..methods import METHODS
-from ..train import TrainConfig, load_model, read_history, resume_training, run_training
+from ..train import (TrainConfig, build_run, load_model, read_history, resume_training,
+                     run_training)
+from ..train.runner import config_text
 from ..checkpoint import atomic_write_text, load_state, resolve
+from .robustness import robustness_step
 
 __all__ = ["execute", "inspect", "RunConflict", "config_difference", "thread_env",
            "set_process_threads", "THREAD_VARIABLES", "LINCLS_FILE"]
@@ -121,13 +127,21 @@ def _threads_note() -> str:
 
 
 def execute(task: dict) -> dict:
-    """Reuse, resume or train one run, then its linear evaluation if asked; returns a summary
+    """Reuse, resume or train one run, then its linear evaluation and robustness evaluation
+    if asked (each kept in the run folder, reused when present); returns a summary
     {"name", "outcome" (reused/resumed/trained), "epochs", "val_accuracy", "seconds"}."""
     run_dir = Path(task["dir"])
     config = TrainConfig.from_dict(task["config"])
     state, done = inspect(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if task.get("untrained"):
+        if not (run_dir / "config.json").exists():
+            atomic_write_text(run_dir / "config.json", config_text(config))
+        kept = linear_eval_step(run_dir, task["linear_eval"], untrained=config)
+        return {"name": task["name"], "outcome": "evaluated untrained", "epochs": 0,
+                "val_accuracy": kept["own_val_accuracy"],
+                "seconds": time.perf_counter() - started}
     if state == "done":
         outcome = "reused"
     elif state == "partial":
@@ -144,31 +158,40 @@ def execute(task: dict) -> dict:
         _log(run_dir, f"pid {os.getpid()}: finished ({time.perf_counter() - started:.1f} s)")
     if task.get("linear_eval") is not None:
         linear_eval_step(run_dir, task["linear_eval"])
+    if task.get("robustness") is not None:
+        robustness_step(run_dir, task["robustness"])
     history = read_history(run_dir)
     return {"name": task["name"], "outcome": outcome, "epochs": len(history),
             "val_accuracy": history[-1].get("val_accuracy"),
             "seconds": time.perf_counter() - started}
 
 
-def linear_eval_step(run_dir: Path, options: dict) -> dict:
-    """Linear evaluation of run_dir/last.npz on all training images of its dataset, kept in
-    lincls.json (reused when it was made with the same options)."""
+def linear_eval_step(run_dir: Path, options: dict, untrained: TrainConfig | None = None) -> dict:
+    """Linear evaluation of run_dir/last.npz (or, untrained, of the network of that config at
+    its initialisation) on all training images of its dataset, kept in lincls.json (reused when
+    it was made with the same options)."""
     options = {**LINEAR_EVAL_DEFAULTS, **options}
     path = run_dir / LINCLS_FILE
     if path.exists():
         kept = json.loads(path.read_text())
-        if kept.get("options") == options:
+        if kept.get("options") == options and kept.get("untrained", False) == bool(untrained):
             return kept
-    model, config = load_model(run_dir / "last.npz")
+    if untrained is None:
+        model, config = load_model(run_dir / "last.npz")
+    else:
+        run = build_run(untrained)
+        model, config = run.model, untrained
     train_set, val_set = load_dataset(config.dataset, config.data_dir)
     standardize = options["standardize"]
     result = linear_evaluation(model, train_set, val_set, standardize=standardize,
                                **{k: v for k, v in options.items() if k != "standardize"})
-    history = read_history(run_dir)
+    history = (read_history(run_dir) if untrained is None else
+               [{**run.loss.evaluate(run.model, run.val_loader), "seconds": 0.0}])
     kept = {"val_accuracy": result["val_accuracy"], "train_accuracy": result["train_accuracy"],
             "best_val_accuracy": result["best_val_accuracy"],
             "knn_accuracy": history[-1].get("val_knn_accuracy"),
             "own_val_accuracy": history[-1].get("val_accuracy"),
-            "seconds": sum(r["seconds"] for r in history), "options": options}
+            "seconds": sum(r["seconds"] for r in history), "options": options,
+            **({"untrained": True} if untrained is not None else {})}
     atomic_write_text(path, json.dumps(kept, indent=2) + "\n")
     return kept

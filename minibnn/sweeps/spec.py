@@ -27,7 +27,10 @@ last, as `s0`, `alpha0.32`, `lr0.001`, `cnn` (string values), `real`/`no-real` (
 shared runs use their name. A run's `unset = ["input_quantizer"]` drops those [base] fields
 (back to TrainConfig's defaults; TOML has no null). Every run also accepts
 `linear_eval = {epochs = 100, lr = 0.1}`: after training, the frozen backbone of its last.npz
-is scored by linear evaluation (`minibnn linear-eval`), kept in the run folder's lincls.json.
+is scored by linear evaluation (`minibnn linear-eval`), kept in the run folder's lincls.json,
+and `robustness = {limit = 1000, reference = "@teacher"}`: its accuracy under corruptions, kept
+in robustness.json, for the report's mCE columns (see robustness.py). `untrained = true` (with
+linear_eval) scores the network of its options at initialisation instead of training it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from pathlib import Path
 
 from ..methods import METHODS
 from ..train.config import TrainConfig
+from .extras import EXTRA_RUN_KEYS, LINEAR_EVAL_KEYS, extras_problem
+from .robustness import ROBUSTNESS_KEYS, evaluation_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,11 +56,9 @@ __all__ = ["SweepSpec", "Run", "SpecError", "load_spec", "parse_spec", "expand",
            "TOP_KEYS", "RUN_KEYS"]
 
 TOP_KEYS = ("name", "description", "out", "baseline", "base", "axes", "shared", "arms")
-EXTRA_RUN_KEYS = ("linear_eval",)
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)) + EXTRA_RUN_KEYS
-LINEAR_EVAL_KEYS = ("epochs", "lr", "batch_size", "momentum", "weight_decay", "seed",
-                    "standardize")
 REF = "@"
+PATHS = ("teacher", "init_from")
 
 
 class SpecError(ValueError):
@@ -80,6 +83,13 @@ class Run:
 
     def train_options(self) -> dict:
         return {k: v for k, v in self.options.items() if k not in EXTRA_RUN_KEYS}
+
+    def robustness(self) -> dict | None:
+        """The robustness options, "@NAME" of the reference replaced by that run's folder name."""
+        options = self.options.get("robustness")
+        if options is None or "reference" not in options:
+            return options
+        return {**options, "reference": self.refs[options["reference"][1:]]}
 
 
 @dataclass
@@ -127,11 +137,9 @@ def _check_run(where: str, options: dict) -> None:
         if options.get("method", "ce") == "ce" and mo:
             raise SpecError(f"{where}: method_options {sorted(mo)} given but method is 'ce'")
         _check_keys(f"{where}.method_options ({options.get('method', 'ce')})", mo, defaults)
-    le = options.get("linear_eval")
-    if le is not None:
-        if not isinstance(le, dict):
-            raise SpecError(f"{where}: linear_eval must be a table such as {{epochs = 100}}")
-        _check_keys(f"{where}.linear_eval", le, LINEAR_EVAL_KEYS)
+    problem = extras_problem(options)
+    if problem:
+        raise SpecError(f"{where}{problem}")
     try:
         TrainConfig.from_dict({k: v for k, v in options.items() if k not in EXTRA_RUN_KEYS})
     except (TypeError, ValueError) as err:
@@ -158,9 +166,15 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _set(options: dict, key: str, value) -> dict:
-    """options with `key` (a field, or "method_options.X") set to value."""
+    """options with `key` (a field, "method_options.X", or "robustness.X" / "linear_eval.X"
+    for the runs that have that table) set to value."""
     if key.startswith("method_options."):
         return _merge(options, {"method_options": {key.split(".", 1)[1]: value}})
+    table, _, inner = key.partition(".")
+    if inner and table in EXTRA_RUN_KEYS:
+        if not isinstance(options.get(table), dict):
+            return options
+        return {**options, table: {**options[table], inner: value}}
     return {**options, key: value}
 
 
@@ -180,9 +194,8 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict | None = None)
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{source} is not valid TOML: {err}") from None
     _check_keys(source, raw, TOP_KEYS)
-    for key in ("name",):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise SpecError(f"{source}: 'name' must be a non-empty string, e.g. name = \"study\"")
+    if not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise SpecError(f"{source}: 'name' must be a non-empty string, e.g. name = \"study\"")
     for key in ("base", "axes", "shared", "arms"):
         if not isinstance(raw.get(key, {}), dict):
             raise SpecError(f"{source}: [{key}] must be a table")
@@ -199,7 +212,7 @@ def parse_spec(text: str, source: str = "<spec>", overrides: dict | None = None)
             raise SpecError(f"axis {key!r} must be a non-empty list of values, got {values!r}")
     base = dict(raw.get("base", {}))
     for key, value in (overrides or {}).items():
-        _check_axis_key(key)
+        _check_override_key(key)
         if key in axes:
             axes[key] = value if isinstance(value, list) else [value]
         else:
@@ -223,6 +236,15 @@ def _check_axis_key(key: str) -> None:
         return
     if key not in RUN_KEYS or key in EXTRA_RUN_KEYS:
         raise SpecError(f"unknown option {key!r}{_closest(key, RUN_KEYS)}")
+
+
+def _check_override_key(key: str) -> None:
+    table, _, inner = key.partition(".")
+    if inner and table in ("linear_eval", "robustness"):
+        valid = LINEAR_EVAL_KEYS if table == "linear_eval" else ROBUSTNESS_KEYS
+        _check_keys(f"--set {table}", {inner: None}, valid)
+    elif key not in EXTRA_RUN_KEYS:
+        _check_axis_key(key)
 
 
 def load_spec(path: str | Path, overrides: dict | None = None) -> SweepSpec:
@@ -282,6 +304,11 @@ def _link(runs: list[Run], spec: SweepSpec) -> None:
     shared = {r.name: r for r in runs if r.shared}
     for run in runs:
         for ref in _refs(run.options):
+            untrained = [r for r in runs if r.options.get("untrained")
+                         and (r.name == ref or r.arm == ref and not r.shared)]
+            if untrained:
+                raise SpecError(f"run {run.name} refers to {REF}{ref}, an untrained run, which "
+                                "has no checkpoint")
             if ref in shared:
                 run.refs[ref] = shared[ref].name
             elif ref in spec.arms and not run.shared:
@@ -291,8 +318,33 @@ def _link(runs: list[Run], spec: SweepSpec) -> None:
                 raise SpecError(f"run {run.name} refers to {REF}{ref}, which is not one of the "
                                 f"{where}{_closest(ref, list(shared) + list(spec.arms))}")
             run.deps.append(run.refs[ref])
+    _link_robustness(runs, spec, by_key, shared)
     order = topological(runs)
     runs[:] = order
+
+
+def _link_robustness(runs: list[Run], spec: SweepSpec, by_key: dict, shared: dict) -> None:
+    """Resolve each robustness reference ("@NAME", not a training dependency); the reference
+    run must be evaluated on the same images (the same evaluation options)."""
+    for run in runs:
+        ref = (run.options.get("robustness") or {}).get("reference")
+        if ref is None:
+            continue
+        name = ref[1:]
+        if name in shared:
+            target = shared[name]
+        elif name in spec.arms and not run.shared:
+            target = by_key[(name, tuple(sorted(run.axes.items())))]
+        else:
+            raise SpecError(f"run {run.name}: robustness reference {ref} is not one of the "
+                            f"shared runs{'' if run.shared else ' and arms'}"
+                            f"{_closest(name, list(shared) + list(spec.arms))}")
+        theirs = target.options.get("robustness")
+        if theirs is None or evaluation_options(theirs) != evaluation_options(run.options["robustness"]):
+            raise SpecError(f"run {run.name}: its robustness reference {target.name} needs a "
+                            "robustness key with the same evaluation options (limit, severities, "
+                            "corruptions, seed, checkpoint); put `robustness` in [base]")
+        run.refs[name] = target.name
 
 
 def topological(runs: list[Run]) -> list[Run]:
@@ -324,8 +376,8 @@ def _check_duplicates(runs: list[Run]) -> None:
             raise SpecError(f"two runs would share the folder {run.name!r}: an axis lists the "
                             "same value twice (or two values print alike); remove the duplicate")
         seen_names[run.name] = run
-        full = {**TrainConfig.from_dict(run.train_options()).to_dict(),
-                "linear_eval": run.options.get("linear_eval")}      # defaults filled in
+        full = {**TrainConfig.from_dict(run.train_options()).to_dict(),      # defaults filled in
+                **{k: run.options.get(k) for k in EXTRA_RUN_KEYS}}
         key = repr(sorted((k, repr(v)) for k, v in full.items()))
         if key in seen_configs:
             raise SpecError(f"runs {seen_configs[key].name!r} and {run.name!r} have identical "
@@ -334,12 +386,14 @@ def _check_duplicates(runs: list[Run]) -> None:
 
 
 def _resolve(options: dict, out: Path, refs: dict) -> dict:
-    def sub(value):
+    """"@NAME" -> that run's absolute folder; a checkpoint path outside the sweep (teacher,
+    init_from) -> absolute, from where the sweep starts (workers may start elsewhere)."""
+    def sub(key, value):
         if isinstance(value, str) and value.startswith(REF):
             return str((Path(out) / refs[value[1:]]).absolute())
-        return value
+        return str(Path(value).absolute()) if key in PATHS and isinstance(value, str) else value
 
-    resolved = {k: sub(v) for k, v in options.items()}
+    resolved = {k: sub(k, v) for k, v in options.items()}
     if "method_options" in resolved:
-        resolved["method_options"] = {k: sub(v) for k, v in resolved["method_options"].items()}
+        resolved["method_options"] = {k: sub(k, v) for k, v in resolved["method_options"].items()}
     return resolved

@@ -41,7 +41,8 @@ def read_marker(out: str | Path) -> dict:
 
 def _task(run: Run, out: Path) -> dict:
     return {"name": run.name, "dir": str((out / run.name).absolute()),
-            "config": run.config(out).to_dict(), "linear_eval": run.options.get("linear_eval")}
+            "config": run.config(out).to_dict(), "linear_eval": run.options.get("linear_eval"),
+            "robustness": run.robustness(), "untrained": bool(run.options.get("untrained"))}
 
 
 def plan(spec: SweepSpec, out: str | Path, arms: list[str] | None = None) -> list[dict]:
@@ -121,7 +122,9 @@ def claim(spec: SweepSpec, out: Path, runs: list[Run]):
         atomic_write_text(marker, json.dumps(
             {"name": spec.name, "spec_file": spec.source, "spec": spec.to_dict(),
              "runs": [{"name": r.name, "arm": r.arm, "axes": r.axes, "shared": r.shared,
-                       "deps": r.deps, "linear_eval": r.options.get("linear_eval")}
+                       "deps": r.deps, "linear_eval": r.options.get("linear_eval"),
+                       "robustness": r.robustness(),
+                       "untrained": bool(r.options.get("untrained"))}
                       for r in runs]}, indent=1) + "\n")
         yield
     finally:
@@ -136,10 +139,13 @@ def describe(rows: list[dict]) -> list[str]:
         epochs = task["config"]["epochs"]
         what = {"done": f"done ({row['done']}/{epochs} epochs), reused",
                 "partial": f"interrupted after {row['done']}/{epochs} epochs, will resume",
-                "new": f"new, {epochs} epochs",
+                "new": ("untrained: linear evaluation of its initialisation"
+                        if task["untrained"] else f"new, {epochs} epochs"),
                 "conflict": f"REFUSED: {row['error']}"}[row["state"]]
-        if task["linear_eval"] is not None:
+        if task["linear_eval"] is not None and row["state"] != "conflict" and not task["untrained"]:
             what += ", then linear evaluation"
+        if task["robustness"] is not None and row["state"] != "conflict":
+            what += ", then robustness"
         after = f"  (after {', '.join(run.deps)})" if run.deps else ""
         lines.append(f"  {run.name:<32s} {what}{after}")
     return lines
@@ -169,7 +175,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, jobs: int | None = None,
     if conflicts:
         more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
         raise SweepError(conflicts[0]["error"] + more)
-    work = [r for r in rows if r["state"] != "done" or r["task"]["linear_eval"] is not None]
+    work = [r for r in rows if r["state"] != "done" or r["task"]["linear_eval"] is not None
+            or r["task"]["robustness"] is not None]
     names = {r["run"].name for r in work}
     results: dict = {r["run"].name: {"name": r["run"].name, "outcome": "reused"}
                      for r in rows if r["run"].name not in names}
