@@ -265,6 +265,15 @@ def test_robustness_key_expansion_and_checks():
         parse_spec(ROBUST, overrides={"robustness.limt": 50})
 
 
+def _refused_in_one_line(spec: str, change: tuple, message: str) -> None:
+    """`spec` with one edit is refused by expand() with a one-line error holding `message`."""
+    text = spec.replace(*change)
+    assert text != spec
+    with pytest.raises(SpecError) as err:
+        expand(parse_spec(text))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("change, message", [
     (("limit = 100", "limt = 100"), "robustness: unknown option 'limt'; did you mean 'limit'?"),
     (("severities = [1, 3]", "severities = [0, 3]"), "severities must be a non-empty list of "
@@ -281,11 +290,7 @@ def test_robustness_key_expansion_and_checks():
      "its robustness reference teacher needs a robustness key"),
 ])
 def test_bad_robustness_keys_name_the_problem(change, message):
-    text = ROBUST.replace(*change)
-    assert text != ROBUST
-    with pytest.raises(SpecError) as err:
-        expand(parse_spec(text))
-    assert message in str(err.value) and "\n" not in str(err.value)
+    _refused_in_one_line(ROBUST, change, message)
 
 
 def _robust_sweep(out: Path, seeds=(0, 1)) -> None:
@@ -378,11 +383,7 @@ untrained = true
      "linear_eval: unknown option 'epoch'; did you mean 'epochs'?"),
 ])
 def test_bad_untrained_keys_name_the_problem(change, message):
-    text = UNTRAINED.replace(*change)
-    assert text != UNTRAINED
-    with pytest.raises(SpecError) as err:
-        expand(parse_spec(text))
-    assert message in str(err.value) and "\n" not in str(err.value)
+    _refused_in_one_line(UNTRAINED, change, message)
 
 
 def test_untrained_run_scores_its_initialisation(tmp_path):
