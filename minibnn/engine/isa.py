@@ -17,14 +17,17 @@ as bytes (at most 8 * 31 < 256) and widens to 32-bit lanes once: Mula, Kurz and 
 "Faster population counts using AVX2 instructions" (The Computer Journal, 2018).
 Differences from the paper: the adders reduce the terms of one output (18 for a 3x3 word), not
 a long stream with carried state, so the leftovers of every weight get their own popcount;
-and counts are widened to 32-bit lanes (one output channel each) with shifts and masks, not
-summed to 64 bits with vpsadbw. Measurements: docs/engine_speed.md.
+and counts are widened to 32-bit lanes (one output channel each), not summed to 64 bits with
+vpsadbw. On x86-64 targets with AVX2 the leftovers of weight k are looked up in a table of
+k * popcount (no shifts) and bytes widen by two multiply-adds with 1 (vpmaddubsw, vpmaddwd);
+elsewhere by llvm.ctpop, shifts and masks. Measurements: docs/engine_speed.md.
 
 The path is chosen once per process from the CPU features Numba compiles for (its
 NUMBA_CPU_NAME / NUMBA_CPU_FEATURES overrides, else the host's, via llvmlite), and
 MINIBNN_ISA=avx512|avx2|generic overrides it. The kernels take the popcount method as a runtime
 argument (so every method is exact on every CPU and the tests run each one); only
-pack.neg_mask16 chooses at compile time, by target (Numba's cache keys on the target).
+pack.neg_mask16 and the byte counting of popsum16 choose at compile time, by target (Numba's
+cache keys on the target).
 Imports numba and llvmlite only.
 """
 
