@@ -113,6 +113,32 @@ def test_popsum16_equals_its_twin(terms, add, rng):
     np.testing.assert_array_equal(dst, expected)                 # other entries untouched
 
 
+@pytest.mark.parametrize("terms", [1, 5, 18, 31])
+@pytest.mark.parametrize("add", [False, True])
+def test_popsum16_out_equals_its_twin(terms, add, rng):
+    @numba.njit
+    def run(out, at, w, offs, xs, a, acc, base, bo):
+        isa.popsum16_out(out, at, w, offs, xs, a, acc, base, bo)
+
+    w = rng.integers(0, 2 ** 32, 600, dtype=np.uint64).astype(np.uint32)
+    w[:16] = 0xFFFFFFFF                                         # the byte-count maximum
+    offs = (0,) + tuple(int(o) for o in rng.integers(0, 600 - 16, terms))[1:]
+    xs = (np.uint32(0),) + tuple(np.uint32(v) for v in
+                                 rng.integers(0, 2 ** 32, terms, dtype=np.uint64))[1:]
+    acc = rng.integers(0, 1000, (3, 40)).astype(np.uint32)
+    base = rng.integers(-5000, 5000, 50).astype(np.int32)
+    orig = rng.integers(-1000, 1000, (3, 40)).astype(np.int32)
+    out, twin = orig.copy(), orig.copy()
+    isa.popsum16_out(twin, (1, 16), w, offs, xs, add, acc, base, 7)   # the plain-Python twin
+    run(out, (1, 16), w, offs, xs, add, acc, base, 7)
+    np.testing.assert_array_equal(out, twin)
+    counts = sum(np.array([bin(int(w[o + j]) ^ int(x)).count("1") for j in range(16)])
+                 for o, x in zip(offs, xs))
+    expected = orig.copy()
+    expected[1, 16:32] = base[7:23] - 2 * (counts + (acc[1, 16:32] if add else 0))
+    np.testing.assert_array_equal(out, expected)                 # other entries untouched
+
+
 # ------------------------------------------------------------------------------ every path exact
 
 CONV_CASES = [  # (N, C, H, W, M, k, stride, padding)

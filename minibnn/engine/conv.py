@@ -13,7 +13,8 @@ numba, isa.py, buffers.py and gemm.py only.
 import numpy as np
 from numba import njit, prange
 
-from .isa import POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method, popsum16
+from .isa import (POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method, popsum16,
+                  popsum16_out)
 from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
 from .gemm import (_accumulate1, _accumulate4, _accumulate4x3, _accumulate_bytes,
                       _check_words, _emit, _output_arrays, _output_stage, _popcount6,
@@ -181,27 +182,28 @@ def _row9_bytes(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
     ROW9_BYTES_BLOCKS blocks of 16 output channels at a time: those blocks' weights for one
     word (18 x 128 uint32, 9 KB) and accumulators stay in L1 while every pixel of the row reads
     them, so this serves every 3x3 conv, not only those whose whole weights fit in L1. Same
-    inputs and result as _row9 (to_out: the int output written after the last word)."""
+    inputs and result as _row9 (to_out: the last word writes the int output, isa.popsum16_out)."""
     n_words, n_blocks = wb.shape[0], wb.shape[1]
-    wf = wb.reshape(-1)
+    wf, bf = wb.reshape(-1), base.reshape(-1)
+    n_cls = base.shape[1]
     for mb0 in range(0, n_blocks, ROW9_BYTES_BLOCKS):
         mb1 = min(n_blocks, mb0 + ROW9_BYTES_BLOCKS)
         for word in range(n_words):
-            c = 2 * word
+            c, finish = 2 * word, to_out and word == n_words - 1
             for p in range(acc.shape[0]):
                 ps = max(p * s, 0)
                 xs = _halves3k(x3, 0, ps, c) + _halves3k(x3, 1, ps, c) + _halves3k(x3, 2, ps, c)
+                bo = (row_class * n_cls + col_cls[p]) * 16 * n_blocks
                 for mb in range(mb0, mb1):
                     o = (word * n_blocks + mb) * 288              # tile (word, mb): 18 x 16
-                    popsum16(acc, (p, 16 * mb), wf,
-                             (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112,
-                              o + 128, o + 144, o + 160, o + 176, o + 192, o + 208, o + 224,
-                              o + 240, o + 256, o + 272), xs, word > 0)
-    if to_out:
-        for p in range(acc.shape[0]):
-            cc = col_cls[p]
-            for m in range(16 * n_blocks):
-                out[p, m] = base[row_class, cc, m] - 2 * np.int32(acc[p, m])
+                    offs = (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112, o + 128,
+                            o + 144, o + 160, o + 176, o + 192, o + 208, o + 224, o + 240,
+                            o + 256, o + 272)
+                    if finish:
+                        popsum16_out(out, (p, 16 * mb), wf, offs, xs, word > 0, acc, bf,
+                                     bo + 16 * mb)
+                    else:
+                        popsum16(acc, (p, 16 * mb), wf, offs, xs, word > 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,14 +17,17 @@ as bytes (at most 8 * 31 < 256) and widens to 32-bit lanes once: Mula, Kurz and 
 "Faster population counts using AVX2 instructions" (The Computer Journal, 2018).
 Differences from the paper: the adders reduce the terms of one output (18 for a 3x3 word), not
 a long stream with carried state, so the leftovers of every weight get their own popcount;
-and counts are widened to 32-bit lanes (one output channel each) with shifts and masks, not
-summed to 64 bits with vpsadbw. Measurements: docs/engine_speed.md.
+and counts are widened to 32-bit lanes (one output channel each), not summed to 64 bits with
+vpsadbw. On x86-64 targets with AVX2 the leftovers of weight k are looked up in a table of
+k * popcount (no shifts) and bytes widen by two multiply-adds with 1 (vpmaddubsw, vpmaddwd);
+elsewhere by llvm.ctpop, shifts and masks. Measurements: docs/engine_speed.md.
 
 The path is chosen once per process from the CPU features Numba compiles for (its
 NUMBA_CPU_NAME / NUMBA_CPU_FEATURES overrides, else the host's, via llvmlite), and
 MINIBNN_ISA=avx512|avx2|generic overrides it. The kernels take the popcount method as a runtime
 argument (so every method is exact on every CPU and the tests run each one); only
-pack.neg_mask16 chooses at compile time, by target (Numba's cache keys on the target).
+pack.neg_mask16 and the byte counting of popsum16 choose at compile time, by target (Numba's
+cache keys on the target).
 Imports numba and llvmlite only.
 """
 
@@ -39,7 +42,7 @@ from numba.extending import intrinsic, overload
 
 __all__ = ["ISA_PATHS", "POPCOUNT_WORDS", "POPCOUNT_BYTES", "isa_path", "detected_isa",
            "host_isa", "host_cpu_name", "lesser_isa_warnings", "popcount_method", "target_cpu",
-           "popcount", "popsum16"]
+           "popcount", "popsum16", "popsum16_out"]
 
 ISA_PATHS = ("avx512", "avx2", "generic")
 POPCOUNT_WORDS, POPCOUNT_BYTES = 0, 1               # runtime codes passed to the kernels
@@ -173,22 +176,24 @@ def popsum16(dst, at, w, offs, xs, add):
         dst[at[0], at[1] + j] = (int(dst[at[0], at[1] + j]) if add else 0) + total
 
 
-def _carry_save_count(builder, terms, ctpop, b64):
-    """Byte counts (b64) of the bits of all `terms` (16 x i32 vectors), added: carry-save adders
-    (Harley-Seal; 5 logic ops take 3 vectors of weight k to one of weight k and one of 2k)
-    until at most two vectors of each weight remain, then one popcount per vector, shifted by
-    its weight. 18 terms: 12 adders and 6 popcounts instead of 18 popcounts."""
-    levels = {1: list(terms)}
-    weight = 1
-    while weight in levels:
-        vs = levels[weight]
-        while len(vs) >= 3:
-            a, b, c = vs.pop(), vs.pop(), vs.pop()
-            u = builder.xor(a, b)
-            vs.insert(0, builder.xor(u, c))
-            levels.setdefault(2 * weight, []).append(builder.or_(builder.and_(a, b),
-                                                                 builder.and_(u, c)))
-        weight *= 2
+def popsum16_out(out, at, w, offs, xs, add, acc, base, bo):
+    """popsum16 finishing an int32 output instead of updating dst: for j < 16, (r, c) = at,
+
+        out[r, c + j] = base[bo + j] - 2 ([acc[r, c + j] if add] + sum_k popcount(xs[k] ^ w[offs[k] + j]))
+
+    acc uint32 2-D (read only), out int32 2-D, base int32 1-D: the last word of a conv writes
+    its result directly (a = base - 2 popcounts), sparing a pass over the accumulators."""
+    for j in range(16):
+        total = sum(int(w[o + j] ^ x).bit_count() for o, x in zip(offs, xs))
+        prev = int(acc[at[0], at[1] + j]) if add else 0
+        out[at[0], at[1] + j] = int(base[bo + j]) - 2 * (prev + total)
+
+
+def _count_portable(builder, levels, b64):
+    """Byte counts (b64) of the bits of all vectors in `levels`, each times its weight: one
+    llvm.ctpop per vector, shifted by its weight (bytes stay < 256: no carry out)."""
+    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(b64, [b64]),
+                                           "llvm.ctpop.v64i8")
     total = ir.Constant(b64, None)
     for weight, vs in levels.items():
         if not vs:
@@ -196,62 +201,159 @@ def _carry_save_count(builder, terms, ctpop, b64):
         cnt = ir.Constant(b64, None)
         for v in vs:
             cnt = builder.add(cnt, builder.call(ctpop, [builder.bitcast(v, b64)]))
-        if weight > 1:                                    # bytes stay < 256: no carry out
+        if weight > 1:
             cnt = builder.shl(cnt, ir.Constant(b64, [weight.bit_length() - 1] * 64))
         total = builder.add(total, cnt)
     return total
 
 
-@intrinsic
-def _popsum16(typingctx, dst, at, w, offs, xs, add):
-    ok = (isinstance(dst, types.Array) and dst.ndim == 2 and dst.dtype == types.uint32
-          and isinstance(w, types.Array) and w.ndim == 1 and w.layout == "C"
-          and w.dtype == types.uint32 and isinstance(offs, types.UniTuple)
-          and isinstance(xs, types.UniTuple) and len(offs) == len(xs) <= MAX_POPSUM_TERMS
-          and isinstance(at, types.UniTuple) and len(at) == 2)
-    if not ok:
-        return None
+def _widen_portable(builder, total, v16):
+    """4 byte counts per 32-bit lane -> their sum, with shifts and masks."""
+    t = builder.bitcast(total, v16)
+    m8 = ir.Constant(v16, [0x00FF00FF] * 16)
+    t = builder.add(builder.and_(t, m8),
+                    builder.and_(builder.lshr(t, ir.Constant(v16, [8] * 16)), m8))
+    return builder.add(builder.and_(t, ir.Constant(v16, [0xFFFF] * 16)),
+                       builder.lshr(t, ir.Constant(v16, [16] * 16)))
 
-    def codegen(context, builder, sig, args):
-        dst_a = context.make_array(sig.args[0])(context, builder, args[0])
-        w_a = context.make_array(sig.args[2])(context, builder, args[2])
-        i32, i8 = ir.IntType(32), ir.IntType(8)
-        v16, b64 = ir.VectorType(i32, 16), ir.VectorType(i8, 64)
-        ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(b64, [b64]),
-                                               "llvm.ctpop.v64i8")
+
+def _carry_save(builder, terms):
+    """Carry-save adders (Harley-Seal; 5 logic ops take 3 vectors of weight k to one of weight k
+    and one of 2k) over `terms`, run as soon as three vectors of a weight exist (few vectors
+    live at once: 16 AVX2 registers hold them without spilling), until at most two of each
+    weight remain. Returns {weight: [vectors]}; 18 terms: 12 adders, 6 vectors left."""
+    levels = {}
+    for t in terms:
+        weight, carry = 1, t
+        while carry is not None:
+            vs = levels.setdefault(weight, [])
+            vs.append(carry)
+            carry = None
+            if len(vs) == 3:
+                a, b, c = vs
+                u = builder.xor(a, b)
+                levels[weight] = [builder.xor(u, c)]
+                carry = builder.or_(builder.and_(a, b), builder.and_(u, c))
+                weight *= 2
+    return levels
+
+
+def _popsum_x86(context, builder, sig, args, w_data):
+    """popsum16 for x86-64 with AVX2, one 256-bit half (8 lanes) at a time: XORed terms,
+    carry-save adders in stream order, then each remaining vector's two nibbles looked up
+    (vpshufb) in a table of weight * popcount, so weights cost no shifts, and the byte sums
+    widened to 32-bit lanes by two multiply-adds with 1 (vpmaddubsw: byte pairs -> 16 bits,
+    vpmaddwd: pairs -> 32 bits) instead of shifts and masks. Returns the 16 lane sums."""
+    i8, i16, i32 = ir.IntType(8), ir.IntType(16), ir.IntType(32)
+    b32, w16, d8 = ir.VectorType(i8, 32), ir.VectorType(i16, 16), ir.VectorType(i32, 8)
+    fn = functools.partial(cgutils.get_or_insert_function, builder.module)
+    pshufb = fn(ir.FunctionType(b32, [b32, b32]), "llvm.x86.avx2.pshuf.b")
+    maddubs = fn(ir.FunctionType(w16, [b32, b32]), "llvm.x86.avx2.pmadd.ub.sw")
+    maddwd = fn(ir.FunctionType(d8, [w16, w16]), "llvm.x86.avx2.pmadd.wd")
+    nib, four = ir.Constant(b32, [15] * 32), ir.Constant(w16, [4] * 16)
+    xs = []
+    for k in range(len(sig.args[4])):
+        x = context.cast(builder, builder.extract_value(args[4], k), sig.args[4].dtype,
+                         types.uint32)
+        x = builder.insert_element(ir.Constant(d8, None), x, ir.Constant(i32, 0))
+        xs.append(builder.shuffle_vector(x, x, ir.Constant(d8, [0] * 8)))
+    halves = []
+    for h in range(2):
+        terms = []
+        for k in range(len(xs)):
+            off = context.cast(builder, builder.extract_value(args[3], k), sig.args[3].dtype,
+                               types.intp)
+            off = builder.add(off, ir.Constant(off.type, 8 * h))
+            ptr = builder.bitcast(builder.gep(w_data, [off]), d8.as_pointer())
+            terms.append(builder.xor(builder.load(ptr, align=4), xs[k]))
+        total = ir.Constant(b32, None)
+        for weight, vs in _carry_save(builder, terms).items():
+            lut = ir.Constant(b32, [weight * bin(n).count("1") for n in range(16)] * 2)
+            for v in vs:
+                v = builder.bitcast(v, b32)
+                hi = builder.bitcast(builder.lshr(builder.bitcast(v, w16), four), b32)
+                for nibbles in (builder.and_(v, nib), builder.and_(hi, nib)):
+                    total = builder.add(total, builder.call(pshufb, [lut, nibbles]))
+        pairs = builder.call(maddubs, [total, ir.Constant(b32, [1] * 32)])
+        halves.append(builder.call(maddwd, [pairs, ir.Constant(w16, [1] * 16)]))
+    return builder.shuffle_vector(*halves, ir.Constant(ir.VectorType(i32, 16), list(range(16))))
+
+
+def _popsum_codegen(context, builder, sig, args):
+    """IR of popsum16 (6 arguments) and popsum16_out (9): the lane sums, then the store."""
+    i32, i8 = ir.IntType(32), ir.IntType(8)
+    v16, b64 = ir.VectorType(i32, 16), ir.VectorType(i8, 64)
+    w_data = context.make_array(sig.args[2])(context, builder, args[2]).data
+    if vector_compare_target():                          # x86-64 with AVX2: chosen by target
+        t = _popsum_x86(context, builder, sig, args, w_data)
+    else:
         lanes0 = ir.Constant(ir.VectorType(i32, 16), [0] * 16)
         terms = []
         for k in range(len(sig.args[4])):
             off = context.cast(builder, builder.extract_value(args[3], k), sig.args[3].dtype,
                                types.intp)
-            ptr = builder.bitcast(builder.gep(w_a.data, [off]), v16.as_pointer())
+            ptr = builder.bitcast(builder.gep(w_data, [off]), v16.as_pointer())
             x = builder.insert_element(ir.Constant(v16, None),
                                        context.cast(builder, builder.extract_value(args[4], k),
                                                     sig.args[4].dtype, types.uint32),
                                        ir.Constant(i32, 0))
             terms.append(builder.xor(builder.load(ptr, align=4),
                                      builder.shuffle_vector(x, x, lanes0)))
-        total = _carry_save_count(builder, terms, ctpop, b64)
-        t = builder.bitcast(total, v16)                  # 4 byte counts per lane -> their sum
-        m8 = ir.Constant(v16, [0x00FF00FF] * 16)
-        t = builder.add(builder.and_(t, m8),
-                        builder.and_(builder.lshr(t, ir.Constant(v16, [8] * 16)), m8))
-        t = builder.add(builder.and_(t, ir.Constant(v16, [0xFFFF] * 16)),
-                        builder.lshr(t, ir.Constant(v16, [16] * 16)))
-        idx = [context.cast(builder, builder.extract_value(args[1], i), sig.args[1].dtype,
-                            types.intp) for i in range(2)]
-        dptr = cgutils.get_item_pointer(context, builder, sig.args[0], dst_a, idx)
-        dptr = builder.bitcast(dptr, v16.as_pointer())
-        old = builder.load(dptr, align=4)
-        t = builder.add(t, builder.select(args[5], old, ir.Constant(v16, None)))
-        builder.store(t, dptr, align=4)
-        return context.get_dummy_value()
-    return types.none(dst, at, w, offs, xs, types.boolean), codegen
+        t = _widen_portable(builder, _count_portable(builder, _carry_save(builder, terms), b64),
+                            v16)
+    idx = [context.cast(builder, builder.extract_value(args[1], i), sig.args[1].dtype,
+                        types.intp) for i in range(2)]
+
+    def lanes(k):                                        # pointer to row at[0], column at[1]
+        arr = context.make_array(sig.args[k])(context, builder, args[k])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[k], arr, idx)
+        return builder.bitcast(ptr, v16.as_pointer())
+    src = 0 if len(args) == 6 else 6
+    old = builder.load(lanes(src), align=4)
+    t = builder.add(t, builder.select(args[5], old, ir.Constant(v16, None)))
+    if len(args) == 9:                                   # out = base[bo:bo+16] - 2 t
+        base = context.make_array(sig.args[7])(context, builder, args[7]).data
+        bo = context.cast(builder, args[8], sig.args[8], types.intp)
+        bptr = builder.bitcast(builder.gep(base, [bo]), v16.as_pointer())
+        t = builder.sub(builder.load(bptr, align=4), builder.shl(t, ir.Constant(v16, [1] * 16)))
+    builder.store(t, lanes(0), align=4)
+    return context.get_dummy_value()
+
+
+def _popsum_args_ok(dst, at, w, offs, xs, dtype=types.uint32):
+    return (isinstance(dst, types.Array) and dst.ndim == 2 and dst.dtype == dtype
+            and isinstance(w, types.Array) and w.ndim == 1 and w.layout == "C"
+            and w.dtype == types.uint32 and isinstance(offs, types.UniTuple)
+            and isinstance(xs, types.UniTuple) and len(offs) == len(xs) <= MAX_POPSUM_TERMS
+            and isinstance(at, types.UniTuple) and len(at) == 2)
+
+
+@intrinsic
+def _popsum16(typingctx, dst, at, w, offs, xs, add):
+    if not _popsum_args_ok(dst, at, w, offs, xs):
+        return None
+    return types.none(dst, at, w, offs, xs, types.boolean), _popsum_codegen
+
+
+@intrinsic
+def _popsum16_out(typingctx, out, at, w, offs, xs, add, acc, base, bo):
+    if not (_popsum_args_ok(out, at, w, offs, xs, types.int32)
+            and _popsum_args_ok(acc, at, w, offs, xs) and isinstance(bo, types.Integer)
+            and isinstance(base, types.Array) and base.ndim == 1 and base.layout == "C"
+            and base.dtype == types.int32):
+        return None
+    return types.none(out, at, w, offs, xs, types.boolean, acc, base, bo), _popsum_codegen
 
 
 @overload(popsum16, inline="always")
 def _popsum16_jit(dst, at, w, offs, xs, add):
     return lambda dst, at, w, offs, xs, add: _popsum16(dst, at, w, offs, xs, add)
+
+
+@overload(popsum16_out, inline="always")
+def _popsum16_out_jit(out, at, w, offs, xs, add, acc, base, bo):
+    return lambda out, at, w, offs, xs, add, acc, base, bo: _popsum16_out(
+        out, at, w, offs, xs, add, acc, base, bo)
 
 
 # ---------------------------------------------------------------------------------------------
