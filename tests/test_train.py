@@ -126,3 +126,14 @@ def test_config_rejects_bad_values_naming_them():
         tiny_config(optimizer="rmsprop")
     with pytest.raises(ValueError, match=r"unknown training options \['colour'\]"):
         TrainConfig.from_dict({"colour": 1})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("input_quantizer", "stee", "unknown input quantizer 'stee'; closest valid name: 'ste'"),
+    ("input_quantizer", "xnor", "quantizer 'xnor' applies to weights only, not to inputs"),
+    ("weight_quantizer", "irnt", "unknown weight quantizer 'irnt'; closest valid name: 'irnet'"),
+])
+def test_config_rejects_quantizer_names_before_anything_is_built(field, value, message):
+    with pytest.raises(ValueError, match=f"{field}: {message}"):
+        tiny_config(**{field: value})
+    tiny_config(input_quantizer="ede", weight_quantizer="irnet")     # valid names pass

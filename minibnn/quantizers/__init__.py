@@ -20,8 +20,8 @@ binarized (see nn/binary.py).
 follows the official code gives).
 """
 
-from .registry import (QUANTIZERS, ROLES, CallableQuantizer, Quantizer, make_quantizer,
-                       quantizer_names, register_quantizer)
+from .registry import (QUANTIZERS, ROLES, CallableQuantizer, Quantizer, check_quantizer_name,
+                       make_quantizer, quantizer_names, register_quantizer)
 from .sign import (ApproxSign, ApproxSignQuantizer, EDEQuantizer, EDESign, IdentityQuantizer,
                    SignSTE, SteQuantizer, approx_sign, ede_sign, identity, sign, sign_zero,
                    ste_sign)
@@ -31,8 +31,8 @@ from .weights import (IRNetWeight, ReActNetWeight, ReActNetWeightSign, RealWeigh
 __all__ = [
     "sign", "sign_zero", "SignSTE", "ApproxSign", "EDESign", "ste_sign", "approx_sign", "ede_sign",
     "identity", "ROLES", "Quantizer", "CallableQuantizer", "QUANTIZERS", "register_quantizer",
-    "quantizer_names", "make_quantizer", "SteQuantizer", "ApproxSignQuantizer", "EDEQuantizer",
-    "IdentityQuantizer",
+    "quantizer_names", "check_quantizer_name", "make_quantizer", "SteQuantizer",
+    "ApproxSignQuantizer", "EDEQuantizer", "IdentityQuantizer",
     "WeightQuantizer", "XnorWeight", "IRNetWeight", "ReActNetWeight", "ReActNetWeightSign",
     "SignWeight", "RealWeight",
 ]

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from ..autograd import Tensor
 
 __all__ = ["ROLES", "Quantizer", "CallableQuantizer", "QUANTIZERS", "register_quantizer",
-           "quantizer_names", "make_quantizer"]
+           "quantizer_names", "check_quantizer_name", "make_quantizer"]
 
 ROLES = ("input", "weight")
 
@@ -121,6 +121,13 @@ def _unknown_name(name: str, role: str) -> ValueError:
     return ValueError(f"{what}; closest valid name: {close!r}; valid names: {', '.join(valid)}")
 
 
+def check_quantizer_name(name: str, role: str) -> None:
+    """Refuse a name that is not a quantizer for `role`, naming the closest valid one."""
+    _check_role(role)
+    if name not in QUANTIZERS or role not in QUANTIZERS[name].roles:
+        raise _unknown_name(name, role)
+
+
 def make_quantizer(spec: Any, role: str = "input", **options: Any) -> Quantizer:
     """A Quantizer for `role` ("input" or "weight") from `spec`:
 
@@ -139,8 +146,7 @@ def make_quantizer(spec: Any, role: str = "input", **options: Any) -> Quantizer:
                              f"{' and '.join(spec.roles)}s only, not to {role}s")
         return spec
     if isinstance(spec, str):
-        if spec not in QUANTIZERS or role not in QUANTIZERS[spec].roles:
-            raise _unknown_name(spec, role)
+        check_quantizer_name(spec, role)
         return QUANTIZERS[spec](**options)
     if callable(spec):
         return CallableQuantizer(spec, **options)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..quantizers import check_quantizer_name
+
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -72,6 +74,12 @@ class TrainConfig:
                      "ede_t_min", "ede_t_max"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, role in (("input_quantizer", "input"), ("weight_quantizer", "weight")):
+            if getattr(self, name) is not None:
+                try:
+                    check_quantizer_name(getattr(self, name), role)
+                except ValueError as err:
+                    problems.append(f"{name}: {err}")
         if problems:
             raise ValueError("; ".join(dict.fromkeys(problems)))
 
