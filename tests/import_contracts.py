@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_CODE = "import sys\nfrom importlinter.cli import lint_imports_command\nlint_imports_command()\n"
+_CODE = "from importlinter.cli import lint_imports_command\nlint_imports_command()\n"
 
 
 def lint_imports(*contract_ids: str) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ the same corrupted copies (e.g. the real-valued twin, or the method without its 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -50,7 +50,6 @@ class RobustnessTable:
     clean_accuracy: float
     accuracy: np.ndarray                       # (len(corruptions), len(severities))
     num_images: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def errors(self) -> np.ndarray:
@@ -64,8 +63,14 @@ class RobustnessTable:
         return {"name": self.name, "corruptions": list(self.corruptions),
                 "severities": [int(s) for s in self.severities],
                 "clean_accuracy": float(self.clean_accuracy),
-                "accuracy": self.accuracy.tolist(), "num_images": int(self.num_images),
-                **self.extra}
+                "accuracy": self.accuracy.tolist(), "num_images": int(self.num_images)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RobustnessTable":
+        """The table `to_dict` wrote (e.g. read back from JSON)."""
+        return cls(data["name"], data["corruptions"], data["severities"],
+                   data["clean_accuracy"], np.array(data["accuracy"], float),
+                   data["num_images"])
 
 
 # ---------------------------------------------------------------------------- the math

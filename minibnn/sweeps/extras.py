@@ -12,21 +12,13 @@ are reused while their options stay the same (run.py, robustness.py).
 
 from __future__ import annotations
 
-import difflib
+from .robustness import check_options, unknown_key
 
-from .robustness import check_options
-
-__all__ = ["EXTRA_RUN_KEYS", "LINEAR_EVAL_KEYS", "extras_problem", "unknown_key"]
+__all__ = ["EXTRA_RUN_KEYS", "LINEAR_EVAL_KEYS", "extras_problem"]
 
 EXTRA_RUN_KEYS = ("linear_eval", "robustness", "untrained")
 LINEAR_EVAL_KEYS = ("epochs", "lr", "batch_size", "momentum", "weight_decay", "seed",
                     "standardize")
-
-
-def unknown_key(key: str, valid) -> str:
-    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"unknown option {key!r}; " + (f"did you mean {near[0]!r}?" if near
-                                          else f"valid: {', '.join(valid)}")
 
 
 def extras_problem(options: dict) -> str | None:

@@ -30,8 +30,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..checkpoint import atomic_write_text
 from ..data import load_dataset
 from ..data.corruptions import CORRUPTIONS
@@ -40,7 +38,7 @@ from ..evaluate import (RobustnessTable, corruption_accuracy, corruption_errors,
 from ..train import load_model
 
 __all__ = ["ROBUSTNESS_FILE", "ROBUSTNESS_KEYS", "evaluation_options", "check_options",
-           "robustness_step", "load_table", "run_measures"]
+           "unknown_key", "robustness_step", "load_table", "run_measures"]
 
 ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_KEYS = ("limit", "severities", "corruptions", "seed", "checkpoint", "batch_size",
@@ -57,6 +55,13 @@ def evaluation_options(options: dict) -> dict:
     return full
 
 
+def unknown_key(key: str, valid) -> str:
+    """"unknown option KEY; did you mean NAME?" (or the valid names when none is close)."""
+    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"unknown option {key!r}; " + (f"did you mean {near[0]!r}?" if near
+                                          else f"valid: {', '.join(valid)}")
+
+
 def _int(value, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
@@ -67,9 +72,7 @@ def check_options(options) -> str | None:
         return f"must be a table such as {{limit = 1000}}, got {options!r}"
     for key in options:
         if key not in ROBUSTNESS_KEYS:
-            near = difflib.get_close_matches(key, ROBUSTNESS_KEYS, n=1, cutoff=0.5)
-            return (f"unknown option {key!r}; " + (f"did you mean {near[0]!r}?" if near else
-                                                   f"valid: {', '.join(ROBUSTNESS_KEYS)}"))
+            return unknown_key(key, ROBUSTNESS_KEYS)
     o = {**DEFAULTS, **options}
     if not _int(o["limit"], 0):
         return f"limit must be an integer >= 0 (0: every validation image), got {o['limit']!r}"
@@ -94,18 +97,12 @@ def check_options(options) -> str | None:
     return None
 
 
-def _table(data: dict) -> RobustnessTable:
-    return RobustnessTable(data["name"], data["corruptions"], data["severities"],
-                           data["clean_accuracy"], np.array(data["accuracy"], float),
-                           data["num_images"])
-
-
 def load_table(run_dir: Path) -> RobustnessTable | None:
     """The table kept in run_dir/robustness.json, or None."""
     path = Path(run_dir) / ROBUSTNESS_FILE
     if not path.is_file():
         return None
-    return _table(json.loads(path.read_text())["table"])
+    return RobustnessTable.from_dict(json.loads(path.read_text())["table"])
 
 
 def robustness_step(run_dir: Path, options: dict) -> dict:
