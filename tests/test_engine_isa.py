@@ -205,7 +205,8 @@ def test_neg_mask16_vector_and_loop_agree(dtype, rng):
 @jit_only
 def test_generic_target_compiles_and_is_exact():
     """The path an ARM64 machine runs, forced on this one: a generic CPU target (no AVX2), so
-    neg_mask16 takes its loop and the kernels the byte popcount, compiled from scratch."""
+    neg_mask16 takes its loop and the kernels the byte popcount, compiled from scratch; the
+    avx2 path's nibble kernel, forced, runs its portable form (XOR and llvm.ctpop on bytes)."""
     script = textwrap.dedent("""
         import numpy as np
         from minibnn.engine import bitpack, conv, gemm, isa, pack, stage
@@ -218,6 +219,7 @@ def test_generic_target_compiles_and_is_exact():
         xw, ww = pack.pack_signs(x, "NCHW"), bitpack.pack_nhwc(w)
         assert (xw == bitpack.pack_nhwc(x)).all()
         assert (conv.binary_conv2d(xw, ww, 130, 1, 1) == ref).all()
+        assert (conv.binary_conv2d(xw, ww, 130, 1, 1, isa="avx2") == ref).all()
         bits = conv.binary_conv2d(xw, ww, 130, 1, 1, s, b, to_bits=True)
         assert (bits == gemm.threshold_reference(ref, s, b)).all()
         v = [rng.normal(size=20).astype(np.float32) for _ in range(5)]

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 import pytest
 
-from minibnn.engine import bitpack, conv, gemm, pack
+from minibnn.engine import bitpack, conv, gemm, pack, row9
 
 
 def random_pm1(rng, shape):
@@ -91,12 +91,14 @@ def test_reference_conv_is_a_plain_float_conv():
 @pytest.mark.parametrize("stride,padding,h,w", [(1, 1, 5, 6), (2, 1, 7, 9), (1, 0, 6, 7)])
 def test_3x3_conv_with_weights_beyond_l1_takes_the_tiled_path_exactly(c, stride, padding, h, w, rng):
     """M = 480 puts the packed 3x3 weights above ROW9_MAX_WEIGHT_BYTES even at one word, so
-    these run the 4-pixel tiles (and their leftovers) instead of the register-summed rows."""
+    the avx512 path runs the 4-pixel tiles (and their leftovers) instead of the register-summed
+    rows (the other paths have 3x3 kernels for every size)."""
     m = 480
-    assert 9 * 2 * -(-c // 64) * m * 4 > conv.ROW9_MAX_WEIGHT_BYTES
+    assert 9 * 2 * -(-c // 64) * m * 4 > row9.ROW9_MAX_WEIGHT_BYTES
     x, wt = random_pm1(rng, (2, c, h, w)), random_pm1(rng, (m, c, 3, 3))
     ref = conv.binary_conv2d_reference(x, wt, stride, padding).transpose(0, 2, 3, 1)
-    got = conv.binary_conv2d(bitpack.pack_nhwc(x), bitpack.pack_nhwc(wt), c, stride, padding)
+    got = conv.binary_conv2d(bitpack.pack_nhwc(x), bitpack.pack_nhwc(wt), c, stride, padding,
+                             isa="avx512")
     np.testing.assert_array_equal(got, ref)
 
 
@@ -209,17 +211,18 @@ def test_weights_and_outputs_start_on_cache_lines(rng):
         assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
         assert a.size == 0 or a.ctypes.data % 64 == 0          # an empty view has no data
     w = random_pm1(rng, (24, 70, 3, 3))
-    layer = conv.prepare_conv2d(bitpack.pack_nhwc(w), 70, 1, 1)
-    out = layer(bitpack.pack_nhwc(random_pm1(rng, (1, 70, 4, 5))))
-    for a in (layer.wt, layer.wb, out):
-        assert a.ctypes.data % 64 == 0
+    for path in ("avx512", "avx2", "generic"):          # row9 weights, or nibbles on avx2
+        layer = conv.prepare_conv2d(bitpack.pack_nhwc(w), 70, 1, 1, isa=path)
+        out = layer(bitpack.pack_nhwc(random_pm1(rng, (1, 70, 4, 5))))
+        for a in (layer.wt, layer.wn if path == "avx2" else layer.wb, out):
+            assert a.ctypes.data % 64 == 0
     lin = gemm.prepare_linear(bitpack.pack_rows(random_pm1(rng, (5, 70))), 70)
     assert lin.wt.ctypes.data % 64 == 0
 
 
 def test_row9_weights_layout(rng):
     wt = rng.integers(0, 2**32, size=(9, 6, 37), dtype=np.uint32)      # 3 words, M = 37
-    wb = conv.row9_weights(wt)
+    wb = row9.row9_weights(wt)
     assert wb.shape == (3, 3, 18, 16)
     for word, mb, tap, half, j in [(0, 0, 0, 0, 0), (2, 2, 8, 1, 4), (1, 1, 4, 0, 15)]:
         assert wb[word, mb, 2 * tap + half, j] == wt[tap, 2 * word + half, 16 * mb + j]
@@ -259,7 +262,7 @@ def test_bad_inputs_raise_value_errors_naming_expected_and_found(rng):
 def test_kernels_run_as_plain_python_with_numba_disabled():
     script = textwrap.dedent("""
         import numpy as np
-        from minibnn.engine import bitpack, conv, gemm, pack
+        from minibnn.engine import bitpack, conv, gemm, pack, row9
         rng = np.random.default_rng(0)
         x = np.where(rng.random((2, 65, 4, 3)) < .5, -1.0, 1.0)
         w = np.where(rng.random((5, 65, 3, 3)) < .5, -1.0, 1.0)

@@ -70,16 +70,13 @@ SETUPS = {
     "peak": """
         from minibnn.engine.peak import measure_peak
         measure_peak(threads=2, seconds=0.001, trials=1)        # compile / load
-        from minibnn.engine import peak as pk
-        wts = rng.integers(0, 2 ** 32, 8 * 18 * 16, dtype=np.uint64).astype(np.uint32)
-        xs = rng.integers(0, 2 ** 32, 64 * 18, dtype=np.uint64).astype(np.uint32)
-        accs = np.zeros((2, 8, 16), np.uint32)
-        method = isa.popcount_method()
-        def fn():
+        from minibnn.engine.peak import peak_loop
+        one, two = peak_loop(copies=1)[0], peak_loop(copies=2)[0]
+        def fn():                      # the same work: two copies of half the rounds each
             if numba.get_num_threads() > 1:
-                pk._peak_parallel(wts, xs, accs, 2000, method)
+                two(2000)
             else:
-                pk._peak_rounds(wts, xs, accs[0], 4000, method)
+                one(4000)
     """,
 }
 

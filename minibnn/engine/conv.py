@@ -6,25 +6,25 @@ with x, w in {-1, +1} and zero padding: a padded position contributes 0, exactly
 of sign(x), sign(w). The fast kernel pads with the bit 0 (+1) once and subtracts, at border
 pixels only, the per-channel sum of the weight taps that fell outside (Larq Compute Engine's
 idea; Bannink et al. 2021, arXiv:2011.09398). The popcount method follows the ISA path
-(isa.py): _row9 with word popcounts on avx512, _row9_bytes on avx2 and generic. Imports numpy,
-numba, isa.py, buffers.py and gemm.py only.
+(isa.py): for 3x3 kernels row9._row9 with word popcounts on avx512, nibble._rows9_nibbles
+(input-chosen nibble tables) on avx2 and row9._row9_bytes on generic; other kernels take the
+tiled _conv_row. Imports numpy, numba and the engine's isa, buffers, gemm, nibble and row9.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .isa import (POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method, popsum16,
-                  popsum16_out)
-from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
+from .isa import POPCOUNT_NIBBLES, POPCOUNT_WORDS, isa_path, popcount, popcount_method
+from .buffers import _aligned_block, acc_width, aligned_empty, pad_lanes
 from .gemm import (_accumulate1, _accumulate4, _accumulate4x3, _accumulate_bytes,
-                      _check_words, _emit, _output_arrays, _output_stage, _popcount6,
-                      _use_threads)
+                   _check_words, _emit, _output_arrays, _output_stage, _use_threads)
+from .nibble import _rows9_nibbles, nibble_weights
+from .row9 import ROW9_MAX_WEIGHT_BYTES, _row9, _row9_bytes, row9_weights
 
-ROW9_MAX_WEIGHT_BYTES = 32 * 1024   # _row9 rereads all weights per pixel: keep them in L1
-ROW9_BYTES_BLOCKS = 8               # _row9_bytes: 16-channel blocks per pass over a row
+NIBBLE_CHUNK_PIXELS = 128           # _rows9_nibbles: output pixels per pass over the weights
 
 __all__ = ["PackedConv2d", "prepare_conv2d", "binary_conv2d", "binary_conv2d_naive",
-           "binary_conv2d_reference", "border_table", "row9_weights"]
+           "binary_conv2d_reference", "border_table"]
 
 
 def binary_conv2d_reference(x_pm1, w_pm1, stride: int = 1, padding: int = 0) -> np.ndarray:
@@ -102,111 +102,6 @@ def border_table(tap_sums: np.ndarray, c: int, h: int, w: int, stride: int, padd
 
 
 # ---------------------------------------------------------------------------------------------
-# The 3x3 row kernel: all nine taps of a word summed in registers (few channels).
-
-@njit(cache=True, inline="always")
-def _halves3k(x3, k, i, c):
-    """gemm._halves3 of row k of x3 uint32 (rows, pixels, Cw32)."""
-    return (x3[k, i, c], x3[k, i, c + 1], x3[k, i + 1, c], x3[k, i + 1, c + 1], x3[k, i + 2, c],
-            x3[k, i + 2, c + 1])
-
-
-def row9_weights(wt: np.ndarray) -> np.ndarray:
-    """Re-lay 3x3 weights for _row9: wt uint32 (9, Cw32, M) -> uint32 (Cw32/2, ceil(M/16), 18, 16),
-
-        out[word, mb, 2t + half, j] = wt[t, 2 word + half, 16 mb + j]   (0 where 16 mb + j >= M)
-
-    so that the 18 weight halves one 16-lane block of output channels needs for one packed word
-    sit in one contiguous 1152-byte tile: a single base pointer with constant offsets.
-    """
-    taps, cw32, m = wt.shape
-    mp = -(-m // 16) * 16
-    padded = np.zeros((taps, cw32, mp), np.uint32)
-    padded[:, :, :m] = wt
-    tiles = padded.reshape(taps, cw32 // 2, 2, mp // 16, 16)       # (t, word, half, mb, j)
-    return aligned_copy(tiles.transpose(1, 3, 0, 2, 4).reshape(cw32 // 2, mp // 16, 2 * taps,
-                                                                16))
-
-
-@njit(cache=True)
-def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
-    """A whole 3x3 kernel, one output row at a time, with the nine taps of a word together:
-
-        acc[p, m] = sum_{c, kh, kw < 3} popcount(x_kh[p*s+kw, c] ^ w[3kh+kw, c, m])
-
-    x3 uint32 (3, pixels, Cw32) the three input rows x_kh; wb from row9_weights; acc uint32
-    (P, >= 16 ceil(M/16)) is overwritten (no zeroing pass). With to_out (int output, M a
-    multiple of 16) the last word writes the finished result instead, as _emit's mode 0 would:
-    out int32 (P, M) = base[row_class, col_cls[p], m] - 2 acc[p, m], sparing a pass per pixel.
-
-    All 18 popcounts of a word and a pixel meet in registers before one accumulator update, and
-    the 16-lane loop over j has a constant trip count and one weight pointer with constant
-    offsets, so it compiles to 18 vpxord (weights from L1) + 18 vpopcntd + 18 vpaddd and no
-    scalar remainder. Each pixel reads every weight, so this pays only while the weights stay
-    in L1 (few channels); see _conv_rows.
-    """
-    _hot_loop_hints()
-    n_words, n_blocks = wb.shape[0], wb.shape[1]
-    wf = wb.reshape(-1)           # flat: offsets below are constants, no stride arithmetic
-    for p in range(acc.shape[0]):
-        cc = col_cls[p]
-        ps = max(p * s, 0)        # provably >= 0: LLVM drops the negative-index wraparound
-        for word in range(n_words):
-            c = 2 * word
-            r0, r1, r2 = _halves3k(x3, 0, ps, c), _halves3k(x3, 1, ps, c), _halves3k(x3, 2, ps, c)
-            first, finish = word == 0, to_out and word == n_words - 1
-            for mb in range(n_blocks):
-                o = (word * n_blocks + mb) * 288                  # tile (word, mb): 18 x 16
-                for j in range(16):
-                    total = (_popcount6(r0, wf[o + j], wf[o + 16 + j], wf[o + 32 + j],
-                                        wf[o + 48 + j], wf[o + 64 + j], wf[o + 80 + j])
-                             + _popcount6(r1, wf[o + 96 + j], wf[o + 112 + j],
-                                          wf[o + 128 + j], wf[o + 144 + j],
-                                          wf[o + 160 + j], wf[o + 176 + j])
-                             + _popcount6(r2, wf[o + 192 + j], wf[o + 208 + j],
-                                          wf[o + 224 + j], wf[o + 240 + j],
-                                          wf[o + 256 + j], wf[o + 272 + j]))
-                    m = 16 * mb + j
-                    if not first:
-                        total += acc[p, m]
-                    if finish:
-                        out[p, m] = base[row_class, cc, m] - 2 * np.int32(total)
-                    else:
-                        acc[p, m] = total
-
-
-@njit(cache=True)
-def _row9_bytes(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
-    """_row9 for the avx2 and generic paths (isa.py): the 18 popcounts of a word and a pixel
-    add as bytes in isa.popsum16 and widen to 32-bit lanes once. Words outside pixels, for
-    ROW9_BYTES_BLOCKS blocks of 16 output channels at a time: those blocks' weights for one
-    word (18 x 128 uint32, 9 KB) and accumulators stay in L1 while every pixel of the row reads
-    them, so this serves every 3x3 conv, not only those whose whole weights fit in L1. Same
-    inputs and result as _row9 (to_out: the last word writes the int output, isa.popsum16_out)."""
-    n_words, n_blocks = wb.shape[0], wb.shape[1]
-    wf, bf = wb.reshape(-1), base.reshape(-1)
-    n_cls = base.shape[1]
-    for mb0 in range(0, n_blocks, ROW9_BYTES_BLOCKS):
-        mb1 = min(n_blocks, mb0 + ROW9_BYTES_BLOCKS)
-        for word in range(n_words):
-            c, finish = 2 * word, to_out and word == n_words - 1
-            for p in range(acc.shape[0]):
-                ps = max(p * s, 0)
-                xs = _halves3k(x3, 0, ps, c) + _halves3k(x3, 1, ps, c) + _halves3k(x3, 2, ps, c)
-                bo = (row_class * n_cls + col_cls[p]) * 16 * n_blocks
-                for mb in range(mb0, mb1):
-                    o = (word * n_blocks + mb) * 288              # tile (word, mb): 18 x 16
-                    offs = (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112, o + 128,
-                            o + 144, o + 160, o + 176, o + 192, o + 208, o + 224, o + 240,
-                            o + 256, o + 272)
-                    if finish:
-                        popsum16_out(out, (p, 16 * mb), wf, offs, xs, word > 0, acc, bf,
-                                     bo + 16 * mb)
-                    else:
-                        popsum16(acc, (p, 16 * mb), wf, offs, xs, word > 0)
-
-
-# ---------------------------------------------------------------------------------------------
 # The general row kernel (any kernel size; 3x3 layers whose weights exceed L1) and the drivers.
 
 @njit(cache=True)
@@ -219,7 +114,7 @@ def _conv_row(xp, wt, kw_total, n, oh, stride, acc, method):
     for kh in range(taps // kw_total):
         xrow = xp[n, oh * stride + kh]                               # (Wp, Cw32), sliced once
         ow0 = 0
-        if kw_total == 3 and method != POPCOUNT_BYTES:               # 3x3: whole kernel rows
+        if kw_total == 3 and method == POPCOUNT_WORDS:               # 3x3: whole kernel rows
             ow0 = ow_total - ow_total % 4
             for c in range(0, cw_total, 2):
                 for ow in range(0, ow0, 4):
@@ -231,13 +126,13 @@ def _conv_row(xp, wt, kw_total, n, oh, stride, acc, method):
             for c in range(0, cw_total, 2):                          # (lo, hi) halves of a word
                 ow = ow0
                 while ow + 4 <= ow_total:                            # 4 pixels share the loads
-                    if method == POPCOUNT_BYTES:
+                    if method != POPCOUNT_WORDS:
                         _accumulate_bytes(acc, ow, xrow, ow * stride + kw, stride, c, wt, t, 4)
                     else:
                         _accumulate4(acc, ow, xrow, ow * stride + kw, stride, c, wt, t)
                     ow += 4
                 while ow < ow_total:
-                    if method == POPCOUNT_BYTES:
+                    if method != POPCOUNT_WORDS:
                         _accumulate_bytes(acc, ow, xrow, ow * stride + kw, stride, c, wt, t, 1)
                     else:
                         _accumulate1(acc, ow, xrow, ow * stride + kw, c, wt, t)
@@ -245,57 +140,78 @@ def _conv_row(xp, wt, kw_total, n, oh, stride, acc, method):
 
 
 @njit(cache=True)
-def _conv_rows(xp, wt, wb, kw_total, stride, r0, r1, row_cls, col_cls, base,
-               mode, scale, bias, sgn, thr, out_i, out_f, out_b, method, acc, margin):
+def _conv_rows(xp, wt, wb, wn, kw_total, stride, r0, r1, row_cls, col_cls, base,
+               mode, scale, bias, sgn, thr, out_i, out_f, out_b, method, acc, margin, pix):
     """Output rows r0:r1 (row r = n*OH + oh): accumulate, then the fused output stage.
-    wb: row9_weights(wt) for the 3x3 row kernels (_row9 when the weights fit in L1, _row9_bytes
-    for every 3x3 on the byte-popcount paths), else empty (the tiled path). Scratch from the
-    caller, so that nothing here allocates: acc uint32 (OW, acc_width(M)), margin int32 (M,)."""
-    oh_total, m = out_i.shape[1], scale.shape[0]
+    wn: nibble.nibble_weights for 3x3 convs on the avx2 path, else empty; wb: row9_weights(wt)
+    for the other 3x3 row kernels (_row9 when the weights fit in L1, _row9_bytes for every 3x3
+    on the generic path), else empty (the tiled path). Scratch from the caller, so that nothing
+    here allocates: acc uint32 (OW * rows per nibble pass, acc_width(M)), margin int32 (M,),
+    pix int64 (acc rows,)."""
+    oh_total, ow_total, m = out_i.shape[1], out_i.shape[2], scale.shape[0]
+    if wn.size:                                     # nibble lookups: several rows per pass
+        chunk = acc.shape[0] // ow_total
+        for c0 in range(r0, r1, chunk):
+            c1 = min(r1, c0 + chunk)
+            _rows9_nibbles(acc, pix, xp, stride, wn, (m + 31) // 32, c0, c1, oh_total, ow_total)
+            for r in range(c0, c1):
+                n, oh, i = r // oh_total, r % oh_total, (r - c0) * ow_total
+                _emit(acc[i:i + ow_total], base, row_cls[oh], col_cls, mode, scale, bias, sgn,
+                      thr, out_i[n, oh], out_f[n, oh], out_b[n, oh], margin)
+        return
     direct = mode == 0 and m % 16 == 0            # the row kernels write int results themselves
     for r in range(r0, r1):
         n, oh = r // oh_total, r % oh_total
         if wb.size:                                 # all taps of a word in registers
             ih = oh * stride
-            if method == POPCOUNT_BYTES:
-                _row9_bytes(acc, xp[n, ih:ih + 3], stride, wb, out_i[n, oh], base, row_cls[oh],
-                            col_cls, direct)
-            else:
+            if method == POPCOUNT_WORDS:
                 _row9(acc, xp[n, ih:ih + 3], stride, wb, out_i[n, oh], base, row_cls[oh],
                       col_cls, direct)
+            else:
+                _row9_bytes(acc, xp[n, ih:ih + 3], stride, wb, out_i[n, oh], base, row_cls[oh],
+                            col_cls, direct)
             if direct:
                 continue
         else:
-            acc[:] = 0
-            _conv_row(xp, wt, kw_total, n, oh, stride, acc, method)
-        _emit(acc, base, row_cls[oh], col_cls, mode, scale, bias, sgn, thr,
+            acc[:ow_total] = 0
+            _conv_row(xp, wt, kw_total, n, oh, stride, acc[:ow_total], method)
+        _emit(acc[:ow_total], base, row_cls[oh], col_cls, mode, scale, bias, sgn, thr,
               out_i[n, oh], out_f[n, oh], out_b[n, oh], margin)
 
 
+def _scratch_rows(ow_total: int, nibbles: bool) -> int:
+    """Accumulator rows per task: OW, or for the nibble kernel whole output rows of about
+    NIBBLE_CHUNK_PIXELS pixels (its weights are read once per pass)."""
+    return ow_total * max(1, NIBBLE_CHUNK_PIXELS // ow_total) if nibbles else ow_total
+
+
 @njit(cache=True)
-def _conv_serial(xp, wt, wb, kw_total, stride, row_cls, col_cls, base,
-                 mode, scale, bias, sgn, thr, out_i, out_f, out_b, method):
+def _conv_serial(xp, wt, wb, wn, kw_total, stride, row_cls, col_cls, base,
+                 mode, scale, bias, sgn, thr, out_i, out_f, out_b, method, acc_rows):
     m = scale.shape[0]
-    _conv_rows(xp, wt, wb, kw_total, stride, 0, out_i.shape[0] * out_i.shape[1], row_cls, col_cls,
-               base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, method,
-               _aligned_block(out_i.shape[2], acc_width(m)), np.empty(m, np.int32))
+    _conv_rows(xp, wt, wb, wn, kw_total, stride, 0, out_i.shape[0] * out_i.shape[1], row_cls,
+               col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, method,
+               _aligned_block(acc_rows, acc_width(m)), np.empty(m, np.int32),
+               np.empty(acc_rows, np.int64))
 
 
 @njit(cache=True, parallel=True)
-def _conv_parallel(xp, wt, wb, kw_total, stride, row_cls, col_cls, base,
-                   mode, scale, bias, sgn, thr, out_i, out_f, out_b, method):
-    n_rows, ow_total, m = out_i.shape[0] * out_i.shape[1], out_i.shape[2], scale.shape[0]
+def _conv_parallel(xp, wt, wb, wn, kw_total, stride, row_cls, col_cls, base,
+                   mode, scale, bias, sgn, thr, out_i, out_f, out_b, method, acc_rows):
+    n_rows, m = out_i.shape[0] * out_i.shape[1], scale.shape[0]
     per_task = max(1, n_rows // 64)                 # ~64 tasks: balance without tiny tasks
     n_tasks = (n_rows + per_task - 1) // per_task
     # Every task's scratch is allocated here, on the calling thread: allocated inside the
     # prange body, it came from each worker thread's own malloc arena, and two threads ran
     # slower than one (docs/engine_speed.md).
-    accs = _aligned_block(n_tasks * ow_total, acc_width(m))
+    accs = _aligned_block(n_tasks * acc_rows, acc_width(m))
     margins = np.empty((n_tasks, m), np.int32)
+    pixs = np.empty((n_tasks, acc_rows), np.int64)
     for t in prange(n_tasks):
-        _conv_rows(xp, wt, wb, kw_total, stride, t * per_task, min(n_rows, (t + 1) * per_task),
-                   row_cls, col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b,
-                   method, accs[t * ow_total:(t + 1) * ow_total], margins[t])
+        _conv_rows(xp, wt, wb, wn, kw_total, stride, t * per_task,
+                   min(n_rows, (t + 1) * per_task), row_cls, col_cls, base, mode, scale, bias,
+                   sgn, thr, out_i, out_f, out_b, method, accs[t * acc_rows:(t + 1) * acc_rows],
+                   margins[t], pixs[t])
 
 
 class PackedConv2d:
@@ -323,9 +239,12 @@ class PackedConv2d:
         # padded to a multiple of 16.
         self.wt = pad_lanes(w_words.view(np.uint32).transpose(1, 2, 3, 0).reshape(
             self.kh * self.kw, -1, self.m))
-        row9 = (self.kh, self.kw) == (3, 3) and (self.method == POPCOUNT_BYTES
-                                                  or self.wt.nbytes <= ROW9_MAX_WEIGHT_BYTES)
+        k3 = (self.kh, self.kw) == (3, 3)
+        nibbles = k3 and self.method == POPCOUNT_NIBBLES
+        row9 = k3 and not nibbles and (self.method != POPCOUNT_WORDS
+                                       or self.wt.nbytes <= ROW9_MAX_WEIGHT_BYTES)
         self.wb = row9_weights(self.wt) if row9 else np.zeros((0, 0, 18, 16), np.uint32)
+        self.wn = nibble_weights(w_words) if nibbles else np.zeros(0, np.uint8)
         ones = np.unpackbits(w_words.view(np.uint8), axis=-1).sum(axis=-1)          # (M, kh, kw)
         self.tap_sums = (self.c - 2 * ones).transpose(1, 2, 0).astype(np.int64)   # (kh, kw, M)
         self.stage = _output_stage(self.m, self.kh * self.kw * self.c, scale, bias, to_bits)
@@ -355,8 +274,9 @@ class PackedConv2d:
         out_i, out_f, out_b, out = _output_arrays(mode, (n, oh, ow), self.m)
         macs = n * oh * ow * self.m * self.kh * self.kw * self.c
         run = _conv_parallel if _use_threads(macs) else _conv_serial
-        run(xp.view(np.uint32), self.wt, self.wb, self.kw, self.stride, row_cls, col_cls, base,
-            mode, scale, bias, sgn, thr, out_i, out_f, out_b, self.method)
+        run(xp.view(np.uint32), self.wt, self.wb, self.wn, self.kw, self.stride, row_cls,
+            col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, self.method,
+            _scratch_rows(ow, self.wn.size > 0))
         return out
 
 

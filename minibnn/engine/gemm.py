@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from .buffers import _aligned_block, acc_width, aligned_copy, aligned_empty, pad_lanes
-from .isa import (POPCOUNT_BYTES, _hot_loop_hints, isa_path, popcount, popcount_method,
+from .isa import (POPCOUNT_WORDS, _hot_loop_hints, isa_path, popcount, popcount_method,
                   popsum16)
 from .pack import neg_bits64, pack_signs_reference
 
@@ -277,7 +277,7 @@ def _gemm_rows(x, wt, base, i0, i1, mode, scale, bias, sgn, thr, out_i, out_f, o
         acc[:] = 0
         rows = 4 if i + 4 <= i1 else 1
         for c in range(0, n_words, 2):                          # (lo, hi) halves of a word
-            if method == POPCOUNT_BYTES:
+            if method != POPCOUNT_WORDS:
                 _accumulate_bytes(acc, 0, x, i, 1, c, wt, 0, rows)
             elif rows == 4:
                 _accumulate4(acc, 0, x, i, 1, c, wt, 0)

@@ -40,13 +40,13 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
-__all__ = ["ISA_PATHS", "POPCOUNT_WORDS", "POPCOUNT_BYTES", "isa_path", "detected_isa",
+__all__ = ["ISA_PATHS", "POPCOUNT_WORDS", "POPCOUNT_BYTES", "POPCOUNT_NIBBLES", "isa_path", "detected_isa",
            "host_isa", "host_cpu_name", "lesser_isa_warnings", "popcount_method", "target_cpu",
            "popcount", "popsum16", "popsum16_out"]
 
 ISA_PATHS = ("avx512", "avx2", "generic")
-POPCOUNT_WORDS, POPCOUNT_BYTES = 0, 1               # runtime codes passed to the kernels
-_METHOD = {"avx512": POPCOUNT_WORDS, "avx2": POPCOUNT_BYTES, "generic": POPCOUNT_BYTES}
+POPCOUNT_WORDS, POPCOUNT_BYTES, POPCOUNT_NIBBLES = 0, 1, 2   # runtime codes for the kernels
+_METHOD = {"avx512": POPCOUNT_WORDS, "avx2": POPCOUNT_NIBBLES, "generic": POPCOUNT_BYTES}
 MAX_POPSUM_TERMS = 31                               # byte counts: 8 * 31 = 248 < 256
 
 

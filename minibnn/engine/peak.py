@@ -6,12 +6,14 @@ innermost step and nothing else:
 
     acc[b, j] += sum_{k < 18} popcount(x_k ^ w[b, k, j])      (b < B tiles, j < 16 lanes)
 
-with the same two popcount methods the kernels use (isa.py): one word popcount per term
-(POPCOUNT_WORDS, the avx512 path) or carry-save adders and byte counts over the 18 terms,
-widened once (POPCOUNT_BYTES, isa.popsum16: the avx2 and generic paths). The weight tiles
-(B = 8: 9 KB) stay in L1; the 18 inputs x_k change every round, as a pixel's do, so nothing
-can be hoisted out of the loop. One binary MAC is one bit: a round of a tile is 16 * 18 * 32
-MACs. A real layer also loads activations, handles borders and writes outputs, so on a quiet
+with the popcount method of the path (isa.py): one word popcount per term (POPCOUNT_WORDS,
+the avx512 path) or carry-save adders and byte counts over the 18 terms, widened once
+(POPCOUNT_BYTES, isa.popsum16: the generic path). The weight tiles (B = 8: 9 KB) stay in L1;
+the 18 inputs x_k change every round, as a pixel's do, so nothing can be hoisted out of the
+loop. One binary MAC is one bit: a round of a tile is 16 * 18 * 32 MACs. The avx2 path's
+nibble lookups (POPCOUNT_NIBBLES, nibble.nibsum32) run their own call as the 3x3 conv makes
+it: 24 input bytes against one 12 KB tile of 8 blocks of 32 output channels, 24 * 8 * 256
+MACs a round. A real layer also loads activations, handles borders and writes outputs, so on a quiet
 machine it stays at or below this figure: the ceiling of its inner loop on this core,
 measured the way the layer is.
 """
@@ -22,10 +24,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .isa import POPCOUNT_BYTES, _hot_loop_hints, popcount_method, popsum16
+from .isa import POPCOUNT_BYTES, POPCOUNT_NIBBLES, _hot_loop_hints, popcount_method, popsum16
 from .gemm import _popcount6
+from .nibble import TERMS as _NIBBLE_TERMS, nibsum32
 
-__all__ = ["measure_peak", "PEAK_TILES"]
+__all__ = ["measure_peak", "peak_loop", "PEAK_TILES"]
 
 PEAK_TILES = 8
 _TERMS, _LANES = 18, 16
@@ -61,11 +64,53 @@ def _peak_rounds(w, x, acc, rounds, method):
                                                w[o + 256 + j], w[o + 272 + j]))
 
 
+@njit(cache=True)
+def _peak_nibbles(wn, x, acc, rounds):
+    """rounds calls of nibsum32 on one tile wn uint8 (24 * 8 * 64,) into acc uint32 (1, 256);
+    x uint8 (64 * 24,) supplies the 24 input bytes of each round."""
+    cols = (0, 32, 64, 96, 128, 160, 192, 224)
+    for r in range(rounds):
+        nibsum32(acc, 0, cols, wn, 0, x, ((r % 64) * _NIBBLE_TERMS,), 8, True)
+
+
+@njit(cache=True)
+def _peak_loop(w, x, wn, xb, acc, nacc, rounds, method):
+    if method == POPCOUNT_NIBBLES:
+        _peak_nibbles(wn, xb, nacc, rounds)
+    else:
+        _peak_rounds(w, x, acc, rounds, method)
+
+
 @njit(cache=True, parallel=True)
-def _peak_parallel(w, x, accs, rounds, method):
-    """One copy of the loop per thread; accs (threads, B, 16) allocated by the caller."""
+def _peak_parallel(w, x, wn, xb, accs, naccs, rounds, method):
+    """One copy of the loop per thread; accs (threads, B, 16) and naccs (threads, 1, 256)
+    allocated by the caller."""
     for t in prange(accs.shape[0]):
-        _peak_rounds(w, x, accs[t], rounds, method)
+        _peak_loop(w, x, wn, xb, accs[t], naccs[t], rounds, method)
+
+
+def peak_loop(isa: str | None = None, copies: int = 1):
+    """The loop of path `isa` (default isa.isa_path()) on fixed random data, as a function
+    run(rounds) that runs `copies` copies of it (in parallel when copies > 1, one per thread),
+    and the binary MACs of one round of one copy: returns (run, macs_per_round)."""
+    method = popcount_method(isa)
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 2 ** 32, PEAK_TILES * _TERMS * _LANES, dtype=np.uint64).astype(np.uint32)
+    x = rng.integers(0, 2 ** 32, 64 * _TERMS, dtype=np.uint64).astype(np.uint32)
+    wn = rng.integers(0, 16, _NIBBLE_TERMS * 8 * 64, dtype=np.uint8)
+    xb = rng.integers(0, 256, 64 * _NIBBLE_TERMS + _NIBBLE_TERMS, dtype=np.uint8)
+    accs = np.zeros((copies, PEAK_TILES, _LANES), np.uint32)
+    naccs = np.zeros((copies, 1, 256), np.uint32)
+    macs_per_round = PEAK_TILES * _LANES * _TERMS * 32
+    if method == POPCOUNT_NIBBLES:
+        macs_per_round = _NIBBLE_TERMS * 8 * 256
+
+    def run(rounds):
+        if copies > 1:
+            _peak_parallel(w, x, wn, xb, accs, naccs, rounds, method)
+        else:
+            _peak_loop(w, x, wn, xb, accs[0], naccs[0], rounds, method)
+    return run, macs_per_round
 
 
 def measure_peak(isa: str | None = None, threads: int | None = None, seconds: float = 0.15,
@@ -75,20 +120,12 @@ def measure_peak(isa: str | None = None, threads: int | None = None, seconds: fl
     `trials` runs of about `seconds` each (the best, because a shared machine only ever
     slows a loop down). clock: the benchmark's (time.process_time counts all threads' CPU
     time, as it does for the layers it is compared with)."""
-    method = popcount_method(isa)
     threads = numba.get_num_threads() if threads is None else int(threads)
-    rng = np.random.default_rng(0)
-    w = rng.integers(0, 2 ** 32, PEAK_TILES * _TERMS * _LANES, dtype=np.uint64).astype(np.uint32)
-    x = rng.integers(0, 2 ** 32, 64 * _TERMS, dtype=np.uint64).astype(np.uint32)
-    accs = np.zeros((threads, PEAK_TILES, _LANES), np.uint32)
-    macs_per_round = PEAK_TILES * _LANES * _TERMS * 32
+    loop, macs_per_round = peak_loop(isa, threads)
 
     def run(rounds):
         start = clock()
-        if threads > 1:
-            _peak_parallel(w, x, accs, rounds, method)
-        else:
-            _peak_rounds(w, x, accs[0], rounds, method)
+        loop(rounds)
         return clock() - start
 
     run(1)                                                     # compile / load the cache
