@@ -11,6 +11,7 @@ idea; Bannink et al. 2021, arXiv:2011.09398). The popcount method follows the IS
 tiled _conv_row. Imports numpy, numba and the engine's isa, buffers, gemm, nibble and row9.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -197,19 +198,21 @@ def _conv_serial(xp, wt, wb, wn, kw_total, stride, row_cls, col_cls, base,
 
 @njit(cache=True, parallel=True)
 def _conv_parallel(xp, wt, wb, wn, kw_total, stride, row_cls, col_cls, base,
-                   mode, scale, bias, sgn, thr, out_i, out_f, out_b, method, acc_rows):
+                   mode, scale, bias, sgn, thr, out_i, out_f, out_b, method, acc_rows,
+                   threads):
     n_rows, m = out_i.shape[0] * out_i.shape[1], scale.shape[0]
-    per_task = max(1, n_rows // 64)                 # ~64 tasks: balance without tiny tasks
-    n_tasks = (n_rows + per_task - 1) // per_task
-    # Every task's scratch is allocated here, on the calling thread: allocated inside the
-    # prange body, it came from each worker thread's own malloc arena, and two threads ran
-    # slower than one (docs/engine_speed.md).
-    accs = _aligned_block(n_tasks * acc_rows, acc_width(m))
-    margins = np.empty((n_tasks, m), np.int32)
-    pixs = np.empty((n_tasks, acc_rows), np.int64)
-    for t in prange(n_tasks):
-        _conv_rows(xp, wt, wb, wn, kw_total, stride, t * per_task,
-                   min(n_rows, (t + 1) * per_task), row_cls, col_cls, base, mode, scale, bias,
+    n_thr = max(1, min(threads, n_rows))
+    # One contiguous range of output rows and one scratch block per thread, allocated here, on
+    # the calling thread: allocated inside the prange body, scratch came from each worker
+    # thread's own malloc arena, and two threads ran slower than one; one block per task of
+    # ~64 tasks made 5 MB of fresh pages per call (docs/engine_speed.md). Long ranges also let
+    # the nibble kernel read its weights once per NIBBLE_CHUNK_PIXELS pixels.
+    accs = _aligned_block(n_thr * acc_rows, acc_width(m))
+    margins = np.empty((n_thr, m), np.int32)
+    pixs = np.empty((n_thr, acc_rows), np.int64)
+    for t in prange(n_thr):
+        _conv_rows(xp, wt, wb, wn, kw_total, stride, t * n_rows // n_thr,
+                   (t + 1) * n_rows // n_thr, row_cls, col_cls, base, mode, scale, bias,
                    sgn, thr, out_i, out_f, out_b, method, accs[t * acc_rows:(t + 1) * acc_rows],
                    margins[t], pixs[t])
 
@@ -273,10 +276,13 @@ class PackedConv2d:
         mode, scale, bias, sgn, thr = self.stage
         out_i, out_f, out_b, out = _output_arrays(mode, (n, oh, ow), self.m)
         macs = n * oh * ow * self.m * self.kh * self.kw * self.c
-        run = _conv_parallel if _use_threads(macs) else _conv_serial
-        run(xp.view(np.uint32), self.wt, self.wb, self.wn, self.kw, self.stride, row_cls,
-            col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, self.method,
-            _scratch_rows(ow, self.wn.size > 0))
+        args = (xp.view(np.uint32), self.wt, self.wb, self.wn, self.kw, self.stride, row_cls,
+                col_cls, base, mode, scale, bias, sgn, thr, out_i, out_f, out_b, self.method,
+                _scratch_rows(ow, self.wn.size > 0))
+        if _use_threads(macs):
+            _conv_parallel(*args, numba.get_num_threads())
+        else:
+            _conv_serial(*args)
         return out
 
 

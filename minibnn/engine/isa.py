@@ -3,10 +3,11 @@
 A binary MAC is one bit of  a.b = K - 2 popcount(a XOR b)  (gemm.py). The kernels spend
 nearly all their time in XOR, popcount and add, and how to popcount a vector depends on the ISA:
 
-    path     chosen when the Numba target has            popcount of 16 uint32 lanes
-    avx512   AVX-512 VPOPCNTDQ                           vpopcntd per word, one add per word
-    avx2     AVX2 (x86-64) without VPOPCNTDQ             per byte, then one widening per 18
-    generic  anything else (ARM64, older x86)            per byte, as avx2, no x86 assumptions
+    path     chosen when the Numba target has       popcount
+    avx512   AVX-512 VPOPCNTDQ                      vpopcntd per word, one add per word
+    avx2     AVX2 (x86-64) without VPOPCNTDQ        3x3 convs: nibble tables chosen by the input
+                                                    (nibble.py); other kernels: as generic
+    generic  anything else (ARM64, older x86)       per byte, widened once per up to 31 terms
 
 AVX2 has no vector popcount. LLVM lowers a 32-bit lane popcount there to a nibble lookup
 (vpshufb: the 4-bit table trick) followed by a widening of bytes to 32 bits (vpsadbw and
@@ -20,7 +21,9 @@ a long stream with carried state, so the leftovers of every weight get their own
 and counts are widened to 32-bit lanes (one output channel each), not summed to 64 bits with
 vpsadbw. On x86-64 targets with AVX2 the leftovers of weight k are looked up in a table of
 k * popcount (no shifts) and bytes widen by two multiply-adds with 1 (vpmaddubsw, vpmaddwd);
-elsewhere by llvm.ctpop, shifts and masks. Measurements: docs/engine_speed.md.
+elsewhere by llvm.ctpop, shifts and masks. The avx2 path runs popsum16 for its linear and
+non-3x3 layers; its 3x3 convs skip the XOR and the adders altogether (nibble.py), which is
+faster where shuffles are the only bottleneck left. Measurements: docs/engine_speed.md.
 
 The path is chosen once per process from the CPU features Numba compiles for (its
 NUMBA_CPU_NAME / NUMBA_CPU_FEATURES overrides, else the host's, via llvmlite), and

@@ -116,84 +116,106 @@ def _lookup_portable(builder, lo_nib, hi_nib, nibbles):
                        builder.call(ctpop, [builder.xor(hi_nib, nibbles[1])]))
 
 
-def _codegen(context, builder, sig, args):
-    i8, i32 = ir.IntType(8), ir.IntType(32)
-    b16, b32, d32 = ir.VectorType(i8, 16), ir.VectorType(i8, 32), ir.VectorType(i32, 32)
-    intp = context.get_value_type(types.intp)
-    const = functools.partial(ir.Constant, intp)
+class _NibsumIR:
+    """LLVM IR of one nibsum32 call (arguments as in its signature): the P x G byte
+    accumulators live in allocas (registers after mem2reg), one loop iteration per term."""
 
-    def data(k):
-        return context.make_array(sig.args[k])(context, builder, args[k]).data
+    def __init__(self, context, builder, sig, args):
+        self.builder, i8 = builder, ir.IntType(8)
+        self.b32, self.d32 = ir.VectorType(i8, 32), ir.VectorType(ir.IntType(32), 32)
+        self.const = functools.partial(ir.Constant, context.get_value_type(types.intp))
 
-    def index(k):
-        return context.cast(builder, args[k], sig.args[k], types.intp)
+        def data(k):
+            return context.make_array(sig.args[k])(context, builder, args[k]).data
 
-    wn, x = data(3), builder.bitcast(data(5), ir.PointerType(i8))
-    wo, xs, row = index(4), index(7), index(1)
-    xos = [context.cast(builder, builder.extract_value(args[6], q), sig.args[6][q], types.intp)
-           for q in range(len(sig.args[6]))]
-    cols = [context.cast(builder, builder.extract_value(args[2], g), sig.args[2][g], types.intp)
-            for g in range(len(sig.args[2]))]
-    x86 = vector_compare_target()
-    if x86:
-        table = cgutils.global_constant(builder, "minibnn_nibble_table", ir.Constant(
-            ir.ArrayType(i8, 256), [int(v) for v in nibble_table().reshape(-1)]))
-        table.align = 64
-        table = builder.bitcast(table, ir.PointerType(i8))
+        def index(value, typ):
+            return context.cast(builder, value, typ, types.intp)
 
-    def splat(byte):                  # x86: the input nibble's table; else the nibble itself
-        if x86:
-            row = builder.load(builder.bitcast(builder.gep(table, [builder.shl(
-                byte, const(4))]), b16.as_pointer()), align=16)
-            return builder.shuffle_vector(row, row, ir.Constant(d32, list(range(16)) * 2))
-        v = builder.insert_element(ir.Constant(b32, None), builder.trunc(byte, i8),
-                                   ir.Constant(i32, 0))
-        return builder.shuffle_vector(v, v, ir.Constant(d32, [0] * 32))
+        self.wn, self.x = data(3), builder.bitcast(data(5), ir.PointerType(i8))
+        self.wo, self.xs = index(args[4], sig.args[4]), index(args[7], sig.args[7])
+        self.xos = [index(builder.extract_value(args[6], q), sig.args[6].dtype)
+                    for q in range(len(sig.args[6]))]
+        self.cols = [index(builder.extract_value(args[2], g), sig.args[2].dtype)
+                     for g in range(len(sig.args[2]))]
+        self.x86 = vector_compare_target()
+        if self.x86:
+            table = cgutils.global_constant(builder, "minibnn_nibble_table", ir.Constant(
+                ir.ArrayType(i8, 256), [int(v) for v in nibble_table().reshape(-1)]))
+            table.align = 64
+            self.table = builder.bitcast(table, ir.PointerType(i8))
+        self.slots = [[cgutils.alloca_once_value(builder, ir.Constant(self.b32, None))
+                       for _ in self.cols] for _ in self.xos]
 
-    lookup = _lookup_x86 if x86 else _lookup_portable
-    slots = [[cgutils.alloca_once_value(builder, ir.Constant(b32, None)) for _ in cols]
-             for _ in xos]
-    # One loop iteration per term (not unrolled here): unrolled, LLVM's scheduler hoisted
-    # every term's table loads to the top and spilled them.
-    with cgutils.for_range(builder, const(TERMS)) as loop:
-        k = loop.index
-        tap = builder.add(builder.mul(xs, builder.lshr(k, const(3))), builder.and_(k, const(7)))
-        wk = builder.add(wo, builder.mul(k, const(64 * len(cols))))
+    def key(self, nibble):
+        """x86: the 32-byte table of an input nibble (16 bytes, twice); else the nibble x 32."""
+        b = self.builder
+        if self.x86:
+            row = b.load(b.bitcast(b.gep(self.table, [b.shl(nibble, self.const(4))]),
+                                   ir.VectorType(ir.IntType(8), 16).as_pointer()), align=16)
+            return b.shuffle_vector(row, row, ir.Constant(self.d32, list(range(16)) * 2))
+        v = b.insert_element(ir.Constant(self.b32, None), b.trunc(nibble, ir.IntType(8)),
+                             ir.Constant(ir.IntType(32), 0))
+        return b.shuffle_vector(v, v, ir.Constant(self.d32, [0] * 32))
 
-        def weights(g):               # low and high nibbles of block g
-            return [builder.load(builder.bitcast(builder.gep(wn, [builder.add(wk, const(
-                64 * g + 32 * h))]), b32.as_pointer()), align=1) for h in range(2)]
+    def tables(self, q, tap):
+        """The keys of pixel q's input byte for term offset `tap`."""
+        b = self.builder
+        xb = b.zext(b.load(b.gep(self.x, [b.add(self.xos[q], tap)])), self.xs.type)
+        return self.key(b.and_(xb, self.const(15))), self.key(b.lshr(xb, self.const(4)))
 
-        def tables(q):                # the two tables of pixel q's input byte
-            xb = builder.zext(builder.load(builder.gep(x, [builder.add(xos[q], tap)])), intp)
-            return splat(builder.and_(xb, const(15))), splat(builder.lshr(xb, const(4)))
+    def weights(self, g, wk):
+        """The low and high nibbles of block g for the term whose tile row starts at wk."""
+        b = self.builder
+        return [b.load(b.bitcast(b.gep(self.wn, [b.add(wk, self.const(64 * g + 32 * h))]),
+                                 self.b32.as_pointer()), align=1) for h in range(2)]
 
-        def accumulate(q, g, w, keys):
-            slot = slots[q][g]
-            builder.store(builder.add(builder.load(slot), lookup(builder, *w, keys)), slot)
-        # Few vectors live at once (16 AVX2 registers): the P*G accumulators, plus either all
-        # pixels' tables and one block's weights, or all blocks' weights and one pixel's tables.
-        if len(xos) <= len(cols):
-            keys = [tables(q) for q in range(len(xos))]
-            for g in range(len(cols)):
-                w = weights(g)
-                for q in range(len(xos)):
-                    accumulate(q, g, w, keys[q])
+    def accumulate(self, q, g, w, keys):
+        b, slot = self.builder, self.slots[q][g]
+        count = (_lookup_x86 if self.x86 else _lookup_portable)(b, *w, keys)
+        b.store(b.add(b.load(slot), count), slot)
+
+    def term(self, k):
+        """Term k: 2 P keys, 2 G weight vectors, P G lookups. Few vectors live at once (AVX2
+        has 16 registers): the accumulators, plus either all pixels' keys and one block's
+        weights, or all blocks' weights and one pixel's keys."""
+        b, c = self.builder, self.const
+        tap = b.add(b.mul(self.xs, b.lshr(k, c(3))), b.and_(k, c(7)))
+        wk = b.add(self.wo, b.mul(k, c(64 * len(self.cols))))
+        n_pix, n_blocks = len(self.xos), len(self.cols)
+        if n_pix <= n_blocks:
+            keys = [self.tables(q, tap) for q in range(n_pix)]
+            for g in range(n_blocks):
+                w = self.weights(g, wk)
+                for q in range(n_pix):
+                    self.accumulate(q, g, w, keys[q])
         else:
-            ws = [weights(g) for g in range(len(cols))]
-            for q in range(len(xos)):
-                keys = tables(q)
-                for g in range(len(cols)):
-                    accumulate(q, g, ws[g], keys)
-    dst = context.make_array(sig.args[0])(context, builder, args[0])
-    for q in range(len(xos)):
-        for g, col in enumerate(cols):
-            ptr = builder.bitcast(cgutils.get_item_pointer(
-                context, builder, sig.args[0], dst, [builder.add(row, const(q)), col]),
-                d32.as_pointer())
-            old = builder.select(args[8], builder.load(ptr, align=4), ir.Constant(d32, None))
-            builder.store(builder.add(old, builder.zext(builder.load(slots[q][g]), d32)), ptr,
-                          align=4)
+            ws = [self.weights(g, wk) for g in range(n_blocks)]
+            for q in range(n_pix):
+                keys = self.tables(q, tap)
+                for g in range(n_blocks):
+                    self.accumulate(q, g, ws[g], keys)
+
+    def store(self, context, sig, dst_arg, row, add):
+        """dst[row + q, cols[g]:+32] = [old if add] + widened sums."""
+        b = self.builder
+        dst = context.make_array(sig.args[0])(context, b, dst_arg)
+        row = context.cast(b, row, sig.args[1], types.intp)
+        for q, slots in enumerate(self.slots):
+            for col, slot in zip(self.cols, slots):
+                ptr = b.bitcast(cgutils.get_item_pointer(context, b, sig.args[0], dst,
+                                                         [b.add(row, self.const(q)), col]),
+                                self.d32.as_pointer())
+                old = b.select(add, b.load(ptr, align=4), ir.Constant(self.d32, None))
+                b.store(b.add(old, b.zext(b.load(slot), self.d32)), ptr, align=4)
+
+
+def _codegen(context, builder, sig, args):
+    gen = _NibsumIR(context, builder, sig, args)
+    # A loop over the terms, not unrolled here: unrolled, LLVM's scheduler hoisted every
+    # term's table loads to the top and spilled them.
+    with cgutils.for_range(builder, gen.const(TERMS)) as loop:
+        gen.term(loop.index)
+    gen.store(context, sig, args[0], args[1], args[8])
     return context.get_dummy_value()
 
 
