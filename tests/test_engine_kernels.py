@@ -262,13 +262,15 @@ def test_bad_inputs_raise_value_errors_naming_expected_and_found(rng):
 def test_kernels_run_as_plain_python_with_numba_disabled():
     script = textwrap.dedent("""
         import numpy as np
-        from minibnn.engine import bitpack, conv, gemm, pack, row9
+        from minibnn.engine import bitpack, conv, gemm, pack
         rng = np.random.default_rng(0)
         x = np.where(rng.random((2, 65, 4, 3)) < .5, -1.0, 1.0)
         w = np.where(rng.random((5, 65, 3, 3)) < .5, -1.0, 1.0)
-        got = conv.binary_conv2d(bitpack.pack_nhwc(x), bitpack.pack_nhwc(w), 65, 1, 1)
         ref = conv.binary_conv2d_reference(x, w, 1, 1).transpose(0, 2, 3, 1)
-        assert (got == ref).all()
+        for path in ("avx512", "avx2", "generic"):      # every 3x3 row kernel's Python form
+            got = conv.binary_conv2d(bitpack.pack_nhwc(x), bitpack.pack_nhwc(w), 65, 1, 1,
+                                     isa=path)
+            assert (got == ref).all(), path
         w16 = np.where(rng.random((16, 65, 3, 3)) < .5, -1.0, 1.0)   # M = 16: direct int output
         xw, ww = bitpack.pack_nhwc(x), bitpack.pack_nhwc(w16)
         ref = conv.binary_conv2d_reference(x, w16, 1, 1).transpose(0, 2, 3, 1)
