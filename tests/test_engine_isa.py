@@ -213,8 +213,8 @@ def test_generic_target_compiles_and_is_exact():
         assert isa.isa_path() == "generic" and not isa.vector_compare_target(), isa.target_cpu()
         rng = np.random.default_rng(0)
         x = np.where(rng.random((2, 130, 6, 7)) < 0.5, -1.0, 1.0).astype(np.float32)
-        w = np.where(rng.random((20, 130, 3, 3)) < 0.5, -1.0, 1.0).astype(np.float32)
-        s, b = rng.normal(size=20).astype(np.float32), rng.normal(size=20).astype(np.float32)
+        w = np.where(rng.random((300, 130, 3, 3)) < 0.5, -1.0, 1.0).astype(np.float32)
+        s, b = rng.normal(size=300).astype(np.float32), rng.normal(size=300).astype(np.float32)
         ref = conv.binary_conv2d_reference(x, w, 1, 1).transpose(0, 2, 3, 1)
         xw, ww = pack.pack_signs(x, "NCHW"), bitpack.pack_nhwc(w)
         assert (xw == bitpack.pack_nhwc(x)).all()
@@ -222,7 +222,7 @@ def test_generic_target_compiles_and_is_exact():
         assert (conv.binary_conv2d(xw, ww, 130, 1, 1, isa="avx2") == ref).all()
         bits = conv.binary_conv2d(xw, ww, 130, 1, 1, s, b, to_bits=True)
         assert (bits == gemm.threshold_reference(ref, s, b)).all()
-        v = [rng.normal(size=20).astype(np.float32) for _ in range(5)]
+        v = [rng.normal(size=300).astype(np.float32) for _ in range(5)]
         v[2] = np.abs(v[2]) + np.float32(0.1)
         acc = ref.astype(np.int32)
         got = stage.stage(acc, 1, *v, want_bits=True)

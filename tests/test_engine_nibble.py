@@ -1,8 +1,9 @@
 """engine/nibble.py: the avx2 path's 3x3 conv by input-chosen nibble tables.
 
 Oracles: popcount by Python's int.bit_count for the intrinsic (and its plain-Python twin), the
-float conv of signs for the whole layer, under every combination of block groups (8, 4, 2, 1),
-pixels per call, row chunks that split images, strides, paddings, channel tails and threads.
+float conv of signs for the whole layer, over block groups (8, 4, 2, 1) and the pixels per
+call of each, row chunks that end inside an image and span two, strides, paddings, channel
+tails, the largest byte sums, and two threads.
 The portable (non-x86) code generation is checked in test_engine_isa.py's generic-target test.
 """
 
@@ -10,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from minibnn.engine import bitpack, conv, gemm, nibble
+from minibnn.engine import bitpack, buffers, conv, gemm, nibble
 
 jit_only = pytest.mark.skipif(bool(numba.config.DISABLE_JIT), reason="compiled code only")
 
@@ -86,10 +87,40 @@ def test_nibsum32_equals_its_twin_and_the_popcounts(pixels, blocks, add, rng):
                     total += bin(int(xb[xo + (k // 8) * xs + k % 8]) ^ wbyte).count("1")
                 expected[2 + q, col + j] = total + (orig[2 + q, col + j] if add else 0)
     np.testing.assert_array_equal(dst, expected)                     # other entries untouched
-    assert expected[2, cols[0]] >= 8                                 # x byte 0 vs w byte 0xFF
 
 
-CASES = [  # (N, C, H, W, M, stride, padding): M covers block groups 8 + 2, 4 + 1, 2, 1
+@jit_only
+@pytest.mark.parametrize("pixels, blocks", [(1, 8), (2, 4), (4, 2), (8, 1)])
+def test_nibsum32_largest_byte_sums_widen_unsigned(pixels, blocks):
+    """Every term at its maximum (input byte 0, weight byte 0xFF): each lane sums to 24 * 8 =
+    192, above 127, so a signed widening of the byte sums would show."""
+    @numba.njit
+    def run(dst, row, cols, wn, wo, x, xos, xs, a):
+        nibble.nibsum32(dst, row, cols, wn, wo, x, xos, xs, a)
+
+    wn = np.full(24 * 64 * blocks, 15, np.uint8)
+    x = np.zeros(64, np.uint8)
+    dst = np.zeros((pixels, 32 * blocks), np.uint32)
+    run(dst, 0, tuple(32 * g for g in range(blocks)), wn, 0, x, (0,) * pixels, 8, False)
+    assert (dst == 192).all()
+
+
+def test_accumulator_blocks_hold_whole_nibble_blocks():
+    """_rows9_nibbles writes 32 ceil(M / 32) columns into rows of acc_width(M)."""
+    assert all(buffers.acc_width(m) >= 32 * -(-m // 32) for m in range(1, 5000))
+
+
+@pytest.mark.parametrize("c", [64, 130])
+def test_conv_by_nibbles_at_the_largest_popcounts(c):
+    """x all +1 against w all -1: every bit differs, the largest counts a layer can give."""
+    x, wt = np.ones((2, c, 5, 4), np.float32), -np.ones((40, c, 3, 3), np.float32)
+    ref = conv.binary_conv2d_reference(x, wt, 1, 1).transpose(0, 2, 3, 1)
+    got = conv.binary_conv2d(bitpack.pack_nhwc(x), bitpack.pack_nhwc(wt), c, 1, 1, isa="avx2")
+    np.testing.assert_array_equal(got, ref)
+
+
+CASES = [  # (N, C, H, W, M, stride, padding): M covers block groups 8 + 4 + 2 + 1, 8 + 2, 4 + 1,
+    (3, 64, 5, 4, 480, 1, 1),   # 2, 1; with 12-pixel chunks, 3 rows of 5-row images
     (2, 64, 6, 7, 320, 1, 1),
     (1, 130, 5, 9, 150, 1, 1),
     (2, 200, 7, 6, 64, 2, 1),
@@ -99,10 +130,10 @@ CASES = [  # (N, C, H, W, M, stride, padding): M covers block groups 8 + 2, 4 + 
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("chunk", [1, 5, 128])
+@pytest.mark.parametrize("chunk", [1, 12, 128])
 def test_conv_by_nibbles_is_exact(case, chunk, monkeypatch):
-    """Every output mode; chunk = output pixels per pass over the weights (rows split across
-    images when it is not a multiple of the row)."""
+    """Every output mode; chunk = output pixels per pass over the weights, in whole output rows
+    (at least one), so chunks of several rows end inside an image or span two."""
     monkeypatch.setattr(conv, "NIBBLE_CHUNK_PIXELS", chunk)
     n, c, h, w, m, s, p = case
     rng = np.random.default_rng(sum(case) + chunk)
@@ -123,11 +154,12 @@ def test_conv_by_nibbles_is_exact(case, chunk, monkeypatch):
 
 @jit_only
 def test_conv_by_nibbles_on_threads_is_exact(monkeypatch):
-    """The parallel driver: one task per few rows, each with its own scratch block."""
+    """The parallel driver: one contiguous range of rows per thread, each with its own scratch
+    block, in chunks of 2 rows (22 pixels) that span images (27 rows: 13 + 14)."""
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two threads")
     monkeypatch.setattr(gemm, "PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(conv, "NIBBLE_CHUNK_PIXELS", 20)
+    monkeypatch.setattr(conv, "NIBBLE_CHUNK_PIXELS", 30)
     rng = np.random.default_rng(7)
     x, wt = random_pm1(rng, (3, 130, 9, 11)), random_pm1(rng, (96, 130, 3, 3))
     ref = conv.binary_conv2d_reference(x, wt, 1, 1).transpose(0, 2, 3, 1)

@@ -43,9 +43,9 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, overload
 
-__all__ = ["ISA_PATHS", "POPCOUNT_WORDS", "POPCOUNT_BYTES", "POPCOUNT_NIBBLES", "isa_path", "detected_isa",
-           "host_isa", "host_cpu_name", "lesser_isa_warnings", "popcount_method", "target_cpu",
-           "popcount", "popsum16", "popsum16_out"]
+__all__ = ["ISA_PATHS", "POPCOUNT_WORDS", "POPCOUNT_BYTES", "POPCOUNT_NIBBLES", "isa_path",
+           "detected_isa", "host_isa", "host_cpu_name", "lesser_isa_warnings", "popcount_method",
+           "target_cpu", "popcount", "popsum16", "popsum16_out"]
 
 ISA_PATHS = ("avx512", "avx2", "generic")
 POPCOUNT_WORDS, POPCOUNT_BYTES, POPCOUNT_NIBBLES = 0, 1, 2   # runtime codes for the kernels
@@ -131,8 +131,9 @@ def popcount_method(isa: str | None = None) -> int:
 
 
 def vector_compare_target() -> bool:
-    """Whether pack.neg_mask16 may compile to a vector compare + mask move: x86-64
-    targets with AVX2 (vmovmskps / vpmovmskb) or AVX-512 (kmovw). Elsewhere it takes a loop."""
+    """Whether the compile target is x86-64 with AVX2, where pack.neg_mask16 compiles to a
+    vector compare + mask move (vmovmskps / vpmovmskb, or kmovw on AVX-512) and popsum16 and
+    nibble.nibsum32 use vpshufb lookups. Elsewhere: a loop, and llvm.ctpop on bytes."""
     triple, _, features = target_cpu()
     return triple.startswith("x86_64") and "avx2" in features
 

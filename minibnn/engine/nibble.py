@@ -18,10 +18,10 @@ AVX2 instructions", The Computer Journal, 2018) with one difference: their table
 the XOR is folded into the lookup. Measurements: docs/engine_speed.md.
 
 Weights are laid out by nibble_weights; the row kernel _rows9_nibbles computes the same
-accumulators as conv._row9 and conv._row9_bytes. On targets other than x86-64 with AVX2 the
+accumulators as row9._row9 and row9._row9_bytes. On targets other than x86-64 with AVX2 the
 intrinsic compiles to a portable form (XOR with the splatted input nibble, llvm.ctpop on
 bytes), so this method is exact on every CPU; it is chosen for the avx2 path only (isa.py).
-Imports numpy, numba and llvmlite only (and isa.py's target test).
+Imports numpy, numba, llvmlite and the engine's buffers.py and isa.py only.
 """
 
 import functools
@@ -38,7 +38,14 @@ from .isa import vector_compare_target
 __all__ = ["TERMS", "nibble_weights", "nibsum32", "nibble_table"]
 
 TERMS = 24                        # terms per call: 3 taps of a kernel row x 8 bytes of a word
-_GROUPS = (8, 4, 2, 1)            # blocks of 32 output channels per call, largest first
+DST, ROW, COLS, WN, WO, X, XOS, XS, ADD = range(9)    # positions of nibsum32's arguments
+
+
+@njit(cache=True)
+def _group_size(left):
+    """Blocks of 32 output channels in the next call's group: 8 while 8 remain, then 4, 2, 1
+    (one rule for nibble_weights' layout and _rows9_nibbles' walk over it)."""
+    return 8 if left >= 8 else 4 if left >= 4 else 2 if left >= 2 else 1
 
 
 def nibble_table() -> np.ndarray:
@@ -51,7 +58,7 @@ def nibble_weights(w_words: np.ndarray) -> np.ndarray:
     """Re-lay 3x3 packed weights for _rows9_nibbles: w_words uint64 (M, 3, 3, Cw) -> uint8 1-D.
 
     Output channels form ceil(M / 32) blocks of 32 (zero padding past M), and the blocks form
-    groups of _GROUPS sizes (8 while 8 remain, then 4, 2, 1). Group by group, for each word and
+    groups of _group_size blocks (8 while 8 remain, then 4, 2, 1). Group by group, for each word and
     kernel row kh, one tile of 24 terms (kw, byte b) x G blocks x (low, high nibbles) x 32:
 
         tile[k = 8 kw + b, g, 0, j] = byte (8 word + b) of w[32 (g0 + g) + j, kh, kw] & 15
@@ -68,7 +75,7 @@ def nibble_weights(w_words: np.ndarray) -> np.ndarray:
     wb = wb.reshape(n_blocks, 32, 3, 3, cw, 8).transpose(4, 2, 3, 5, 0, 1)  # (word,kh,kw,b,g,j)
     tiles, g0 = [], 0
     while g0 < n_blocks:
-        size = next(g for g in _GROUPS if g <= n_blocks - g0)
+        size = _group_size(n_blocks - g0)
         part = wb[:, :, :, :, g0:g0 + size].reshape(cw, 3, TERMS, size, 1, 32)
         tiles.append(np.concatenate([part & 15, part >> 4], axis=4).reshape(-1))
         g0 += size
@@ -83,9 +90,10 @@ def nibsum32(dst, row, cols, wn, wo, x, xos, xs, add):
         wbyte(k, g, j) = wn[o + j] | wn[o + 32 + j] << 4,   o = wo + 64 (G k + g)
 
     P pixels share each weight load and G blocks of 32 output channels each input table; P and
-    G are compile-time constants (tuple lengths). dst uint32 2-D, wn uint8 1-D from
-    nibble_weights. Compiled, the loads are unchecked: the caller keeps every index in bounds."""
-    xf = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+    G are compile-time constants (tuple lengths), P G <= 8. dst uint32 2-D and x C-contiguous,
+    wn uint8 1-D from nibble_weights (every entry < 16: the compiled forms read only the low
+    nibble). Compiled, the loads are unchecked: the caller keeps every index in bounds."""
+    xf = x.reshape(-1).view(np.uint8)
     for q, xo in enumerate(xos):
         for g, col in enumerate(cols):
             for j in range(32):
@@ -131,12 +139,12 @@ class _NibsumIR:
         def index(value, typ):
             return context.cast(builder, value, typ, types.intp)
 
-        self.wn, self.x = data(3), builder.bitcast(data(5), ir.PointerType(i8))
-        self.wo, self.xs = index(args[4], sig.args[4]), index(args[7], sig.args[7])
-        self.xos = [index(builder.extract_value(args[6], q), sig.args[6].dtype)
-                    for q in range(len(sig.args[6]))]
-        self.cols = [index(builder.extract_value(args[2], g), sig.args[2].dtype)
-                     for g in range(len(sig.args[2]))]
+        self.wn, self.x = data(WN), builder.bitcast(data(X), ir.PointerType(i8))
+        self.wo, self.xs = index(args[WO], sig.args[WO]), index(args[XS], sig.args[XS])
+        self.xos = [index(builder.extract_value(args[XOS], q), sig.args[XOS].dtype)
+                    for q in range(len(sig.args[XOS]))]
+        self.cols = [index(builder.extract_value(args[COLS], g), sig.args[COLS].dtype)
+                     for g in range(len(sig.args[COLS]))]
         self.x86 = vector_compare_target()
         if self.x86:
             table = cgutils.global_constant(builder, "minibnn_nibble_table", ir.Constant(
@@ -170,6 +178,7 @@ class _NibsumIR:
                                  self.b32.as_pointer()), align=1) for h in range(2)]
 
     def accumulate(self, q, g, w, keys):
+        """Accumulator (pixel q, block g) += byte counts of weights w in the tables `keys`."""
         b, slot = self.builder, self.slots[q][g]
         count = (_lookup_x86 if self.x86 else _lookup_portable)(b, *w, keys)
         b.store(b.add(b.load(slot), count), slot)
@@ -198,11 +207,11 @@ class _NibsumIR:
     def store(self, context, sig, dst_arg, row, add):
         """dst[row + q, cols[g]:+32] = [old if add] + widened sums."""
         b = self.builder
-        dst = context.make_array(sig.args[0])(context, b, dst_arg)
-        row = context.cast(b, row, sig.args[1], types.intp)
+        dst = context.make_array(sig.args[DST])(context, b, dst_arg)
+        row = context.cast(b, row, sig.args[ROW], types.intp)
         for q, slots in enumerate(self.slots):
             for col, slot in zip(self.cols, slots):
-                ptr = b.bitcast(cgutils.get_item_pointer(context, b, sig.args[0], dst,
+                ptr = b.bitcast(cgutils.get_item_pointer(context, b, sig.args[DST], dst,
                                                          [b.add(row, self.const(q)), col]),
                                 self.d32.as_pointer())
                 old = b.select(add, b.load(ptr, align=4), ir.Constant(self.d32, None))
@@ -215,15 +224,16 @@ def _codegen(context, builder, sig, args):
     # term's table loads to the top and spilled them.
     with cgutils.for_range(builder, gen.const(TERMS)) as loop:
         gen.term(loop.index)
-    gen.store(context, sig, args[0], args[1], args[8])
+    gen.store(context, sig, args[DST], args[ROW], args[ADD])
     return context.get_dummy_value()
 
 
 @intrinsic
 def _nibsum32(typingctx, dst, row, cols, wn, wo, x, xos, xs, add):
     if not (isinstance(dst, types.Array) and dst.ndim == 2 and dst.dtype == types.uint32
-            and isinstance(wn, types.Array) and wn.ndim == 1 and wn.layout == "C"
-            and wn.dtype == types.uint8 and isinstance(x, types.Array)
+            and dst.layout == "C" and isinstance(wn, types.Array) and wn.ndim == 1
+            and wn.layout == "C" and wn.dtype == types.uint8 and isinstance(x, types.Array)
+            and x.layout == "C"
             and isinstance(cols, types.UniTuple) and 1 <= len(cols) <= 8
             and isinstance(xos, types.UniTuple) and 1 <= len(xos) * len(cols) <= 8
             and all(isinstance(t, types.Integer) for t in (row, wo, xs, cols.dtype, xos.dtype))):
@@ -271,8 +281,9 @@ def _group_pass(acc, n_pix, pix, xp, wn, wo, xo, cb, c0, size, add):
                                                          pix[i + 2] + xo, pix[i + 3] + xo), cb,
                      add)
             i += 4
-        for i in range(i, n_pix):
+        while i < n_pix:
             nibsum32(acc, i, (c0, c0 + 32), wn, wo, xp, (pix[i] + xo,), cb, add)
+            i += 1
     else:
         while i + 8 <= n_pix:
             nibsum32(acc, i, (c0,), wn, wo, xp, (pix[i] + xo, pix[i + 1] + xo, pix[i + 2] + xo,
@@ -280,8 +291,9 @@ def _group_pass(acc, n_pix, pix, xp, wn, wo, xo, cb, c0, size, add):
                                                  pix[i + 5] + xo, pix[i + 6] + xo,
                                                  pix[i + 7] + xo), cb, add)
             i += 8
-        for i in range(i, n_pix):
+        while i < n_pix:
             nibsum32(acc, i, (c0,), wn, wo, xp, (pix[i] + xo,), cb, add)
+            i += 1
 
 
 @njit(cache=True)
@@ -290,8 +302,10 @@ def _rows9_nibbles(acc, pix, xp, s, wn, n_blocks, r0, r1, oh_total, ow_total):
 
         acc[i, m] = sum_{c, kh, kw < 3} popcount(xp[n, oh s + kh, ow s + kw, c] ^ w[m, kh, kw, c])
 
-    for pixel i = (r - r0) OW + ow and m < 32 n_blocks (overwritten). xp uint32 (N, Hp, Wp,
-    Cw32) the padded input, wn nibble_weights(w); pix int64 (>= (r1 - r0) OW) scratch. Groups of
+    for pixel i = (r - r0) OW + ow and m < 32 n_blocks (overwritten: acc uint32 needs
+    >= (r1 - r0) OW rows and >= 32 n_blocks columns, which buffers.acc_width(M) gives). xp
+    uint32 (N, Hp, Wp, Cw32) the padded input, wn nibble_weights(w); pix int64
+    (>= (r1 - r0) OW) scratch. Groups of
     output channel blocks outside, then words and kernel rows, all pixels of the rows inside:
     one tile's weights (24 terms x up to 8 blocks, 12 KB) stay in L1 while every pixel reads
     them, and the whole weights are read once per call, not once per output row."""
@@ -300,7 +314,7 @@ def _rows9_nibbles(acc, pix, xp, s, wn, n_blocks, r0, r1, oh_total, ow_total):
     g0 = 0
     while g0 < n_blocks:
         left = n_blocks - g0
-        size = 8 if left >= 8 else 4 if left >= 4 else 2 if left >= 2 else 1
+        size = _group_size(left)
         for word in range(cw):
             for kh in range(3):
                 wo = cw * 3 * TERMS * 64 * g0 + (word * 3 + kh) * TERMS * 64 * size

@@ -51,7 +51,7 @@ def _peak_rounds(w, x, acc, rounds, method):
                          (o, o + 16, o + 32, o + 48, o + 64, o + 80, o + 96, o + 112, o + 128,
                           o + 144, o + 160, o + 176, o + 192, o + 208, o + 224, o + 240,
                           o + 256, o + 272), xs, True)
-            else:                                   # as conv._row9 writes it
+            else:                                   # as row9._row9 writes it
                 x0, x1, x2 = xs[0:6], xs[6:12], xs[12:18]
                 for j in range(_LANES):
                     acc[b, j] += (_popcount6(x0, w[o + j], w[o + 16 + j], w[o + 32 + j],

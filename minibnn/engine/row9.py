@@ -63,7 +63,7 @@ def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
     the 16-lane loop over j has a constant trip count and one weight pointer with constant
     offsets, so it compiles to 18 vpxord (weights from L1) + 18 vpopcntd + 18 vpaddd and no
     scalar remainder. Each pixel reads every weight, so this pays only while the weights stay
-    in L1 (few channels); see _conv_rows.
+    in L1 (few channels); see conv._conv_rows.
     """
     _hot_loop_hints()
     n_words, n_blocks = wb.shape[0], wb.shape[1]
@@ -97,7 +97,7 @@ def _row9(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
 
 @njit(cache=True)
 def _row9_bytes(acc, x3, s, wb, out, base, row_class, col_cls, to_out):
-    """_row9 for the avx2 and generic paths (isa.py): the 18 popcounts of a word and a pixel
+    """_row9 for the generic path (isa.py): the 18 popcounts of a word and a pixel
     add as bytes in isa.popsum16 and widen to 32-bit lanes once. Words outside pixels, for
     ROW9_BYTES_BLOCKS blocks of 16 output channels at a time: those blocks' weights for one
     word (18 x 128 uint32, 9 KB) and accumulators stay in L1 while every pixel of the row reads
