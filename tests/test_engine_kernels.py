@@ -174,6 +174,21 @@ def test_pack_signs_matches_bitpack(c, rng):
     np.testing.assert_array_equal(pack.pack_signs_reference(nhwc), bitpack.pack_bits(nhwc))
 
 
+@pytest.mark.parametrize("c", [1, 33, 64, 65, 130])
+def test_pack_kernels_write_every_output_word(c, rng):
+    """pack_signs hands them uninitialised output: every word, tail bits included, must be
+    written. Here the output starts with every bit set."""
+    x = rng.normal(size=(2, c, 3, 5)).astype(np.float32)
+    want = bitpack.pack_nhwc(x)
+    out = np.full(want.shape, np.iinfo(np.uint64).max, np.uint64)
+    pack._pack_nchw(x, out.view(np.uint32))
+    np.testing.assert_array_equal(out, want)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(-1, c)
+    out = np.full((nhwc.shape[0], want.shape[-1]), np.iinfo(np.uint64).max, np.uint64)
+    pack._pack_rows_nhwc(nhwc, out)
+    np.testing.assert_array_equal(out, want.reshape(-1, want.shape[-1]))
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int8, np.int64, np.bool_])
 def test_pack_signs_takes_any_real_dtype(dtype, rng):
     x = (rng.normal(size=(2, 3, 5, 70)) * 3).astype(dtype)        # 70: one vector word + tail

@@ -144,12 +144,12 @@ def pack_signs(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     if layout == "NCHW":
         if x.ndim != 4:
             raise ValueError(f"pack_signs(layout='NCHW') expects (N, C, H, W), found {x.shape}")
-        out = np.zeros((x.shape[0], x.shape[2], x.shape[3], -(-x.shape[1] // 64)), np.uint64)
-        _pack_nchw(x, out.view(np.uint32))
+        out = np.empty((x.shape[0], x.shape[2], x.shape[3], -(-x.shape[1] // 64)), np.uint64)
+        _pack_nchw(x, out.view(np.uint32))                  # writes every word (tails zero)
         return out
     if layout != "NHWC":
         raise ValueError(f"pack_signs: layout must be 'NHWC' or 'NCHW', found {layout!r}")
     k = x.shape[-1]
-    out = np.zeros(x.shape[:-1] + (-(-k // 64),), np.uint64)
-    _pack_rows_nhwc(x.reshape(-1, k), out.reshape(-1, out.shape[-1]))
+    out = np.empty(x.shape[:-1] + (-(-k // 64),), np.uint64)
+    _pack_rows_nhwc(x.reshape(-1, k), out.reshape(-1, out.shape[-1]))   # writes every word
     return out
