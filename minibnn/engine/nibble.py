@@ -58,8 +58,9 @@ def nibble_weights(w_words: np.ndarray) -> np.ndarray:
     """Re-lay 3x3 packed weights for _rows9_nibbles: w_words uint64 (M, 3, 3, Cw) -> uint8 1-D.
 
     Output channels form ceil(M / 32) blocks of 32 (zero padding past M), and the blocks form
-    groups of _group_size blocks (8 while 8 remain, then 4, 2, 1). Group by group, for each word and
-    kernel row kh, one tile of 24 terms (kw, byte b) x G blocks x (low, high nibbles) x 32:
+    groups of _group_size blocks (8 while 8 remain, then 4, 2, 1). Group by group, for each
+    word and kernel row kh, one tile of 24 terms (kw, byte b) x G blocks x (low, high nibbles)
+    x 32 lanes:
 
         tile[k = 8 kw + b, g, 0, j] = byte (8 word + b) of w[32 (g0 + g) + j, kh, kw] & 15
         tile[k, g, 1, j]             = that byte >> 4
@@ -91,8 +92,8 @@ def nibsum32(dst, row, cols, wn, wo, x, xos, xs, add):
 
     P pixels share each weight load and G blocks of 32 output channels each input table; P and
     G are compile-time constants (tuple lengths), P G <= 8. dst uint32 2-D and x C-contiguous,
-    wn uint8 1-D from nibble_weights (every entry < 16: the compiled forms read only the low
-    nibble). Compiled, the loads are unchecked: the caller keeps every index in bounds."""
+    wn uint8 1-D from nibble_weights (every entry < 16; the x86, portable and Python forms
+    disagree on larger ones). Compiled, the loads are unchecked: the caller keeps every index in bounds."""
     xf = x.reshape(-1).view(np.uint8)
     for q, xo in enumerate(xos):
         for g, col in enumerate(cols):
