@@ -93,7 +93,8 @@ def nibsum32(dst, row, cols, wn, wo, x, xos, xs, add):
     P pixels share each weight load and G blocks of 32 output channels each input table; P and
     G are compile-time constants (tuple lengths), P G <= 8. dst uint32 2-D and x C-contiguous,
     wn uint8 1-D from nibble_weights (every entry < 16; the x86, portable and Python forms
-    disagree on larger ones). Compiled, the loads are unchecked: the caller keeps every index in bounds."""
+    disagree on larger ones). Compiled, the loads are unchecked: the caller keeps every index
+    in bounds."""
     xf = x.reshape(-1).view(np.uint8)
     for q, xo in enumerate(xos):
         for g, col in enumerate(cols):
